@@ -1,0 +1,131 @@
+"""Plain records the core passes around: tracker-side and integration-side.
+
+Pure: no storage or network access. Records holding secrets keep them out of `repr`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+GroupStatus = Literal["unresolved", "resolved"]
+GROUP_STATUSES: tuple[str, ...] = ("unresolved", "resolved")
+
+IdentityKind = Literal["oauth", "pat"]
+
+
+@dataclass
+class Identity:
+    """The credential an integration calls Azure DevOps with.
+
+    `expires_at` is unix seconds (None: unknown / never). `status` is "valid" or "invalid"
+    (a refresh was refused); `problem` says why.
+    """
+
+    kind: IdentityKind
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: float | None = None
+    status: str = "valid"
+    problem: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Identity(kind={self.kind!r}, expires_at={self.expires_at!r}, status={self.status!r})"
+
+    def expires_within(self, seconds: float, *, now: float | None = None) -> bool:
+        if self.kind != "oauth" or self.expires_at is None:
+            return False
+        return self.expires_at - (time.time() if now is None else now) <= seconds
+
+
+@dataclass
+class Integration:
+    """One Azure DevOps organization (account/collection) installed in the bundle."""
+
+    account_id: str
+    account_name: str
+    domain_name: str
+    status: str = "active"
+    subscription_id: str | None = None
+    secret_hash: str | None = None
+    subscription_status: str | None = None
+    last_checked: float | None = None
+    last_delivery: float | None = None
+    problem: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Integration(account_id={self.account_id!r}, status={self.status!r})"
+
+
+@dataclass
+class OrgLink:
+    """The link of a tracker organization to an integration, with its sync config."""
+
+    account_id: str
+    org_id: str
+    status: str = "active"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def flag(self, name: str) -> bool:
+        return bool(self.config.get(name))
+
+
+@dataclass
+class User:
+    org_id: str
+    user_id: str
+    emails: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    """A tracker issue. `assignment_source` names the integration an inbound assignment came from."""
+
+    org_id: str
+    group_id: str
+    project_id: str
+    title: str
+    status: str = "unresolved"
+    assignee: str | None = None
+    assignment_source: str | None = None
+    version: int = 0
+
+
+@dataclass
+class Link:
+    """A group linked to an Azure DevOps work item (`key` is the work item id as a string)."""
+
+    org_id: str
+    group_id: str
+    account_id: str
+    key: str
+    url: str = ""
+    title: str = ""
+    description: str = ""
+    display_name: str = ""
+    project_id: str | None = None
+    work_item_type: str | None = None
+    last_rev: int = 0
+
+
+@dataclass
+class Activity:
+    """One entry of a group's history: what changed, from where, and why."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+
+
+@dataclass
+class Repository:
+    org_id: str
+    repo_id: str
+    name: str
+    provider: str
+    external_id: str
+    config: dict[str, Any] = field(default_factory=dict)
+    integration_id: str | None = None
+    status: str = "active"

@@ -1,0 +1,128 @@
+"""Azure Storage clients (tables and queues), built once per process, and storage error mapping.
+
+Accepts both forms of the `AzureWebJobsStorage` setting: a connection string (Azurite, local) and
+the identity-based `AzureWebJobsStorage__tableServiceUri` / `__queueServiceUri` settings (Azure,
+through `DefaultAzureCredential`). This is the one place that turns azure-core transport and
+service errors into `StorageUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
+
+from shared.config import Settings, settings
+from shared.errors import StorageUnavailable
+
+# Fail fast when storage is down: the webhook answers 503 and ADO retries later.
+_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 20}
+_lock = threading.Lock()
+_known_tables: set[tuple[int, str]] = set()
+_known_queues: set[tuple[int, str]] = set()
+
+
+def _credential(config: Settings) -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=config.storage_client_id)
+
+
+@functools.cache
+def _table_service(config: Settings) -> TableServiceClient:
+    if config.storage_connection:
+        return TableServiceClient.from_connection_string(config.storage_connection, **_CLIENT_OPTIONS)
+    assert config.storage_table_uri is not None
+    return TableServiceClient(
+        endpoint=config.storage_table_uri, credential=_credential(config), **_CLIENT_OPTIONS
+    )
+
+
+@functools.cache
+def _queue_service(config: Settings) -> QueueServiceClient:
+    if config.storage_connection:
+        return QueueServiceClient.from_connection_string(
+            config.storage_connection, message_encode_policy=TextBase64EncodePolicy(), **_CLIENT_OPTIONS
+        )
+    if not config.storage_queue_uri:
+        raise StorageUnavailable("Setting AzureWebJobsStorage__queueServiceUri is required for queues")
+    return QueueServiceClient(
+        account_url=config.storage_queue_uri,
+        credential=_credential(config),
+        message_encode_policy=TextBase64EncodePolicy(),
+        **_CLIENT_OPTIONS,
+    )
+
+
+def table(name: str) -> TableClient:
+    """The client of table `name`, created in storage on first use in this process."""
+    service = _table_service(settings())
+    client = service.get_table_client(name)
+    key = (id(service), name)
+    if key not in _known_tables:
+        with translated(), contextlib.suppress(ResourceExistsError):
+            service.create_table(name)
+        with _lock:
+            _known_tables.add(key)
+    return client
+
+
+def queue(name: str) -> QueueClient:
+    """The client of queue `name` (base64 message encoding, as the Functions host expects)."""
+    service = _queue_service(settings())
+    client = service.get_queue_client(name, message_encode_policy=TextBase64EncodePolicy())
+    key = (id(service), name)
+    if key not in _known_queues:
+        with translated(), contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        with _lock:
+            _known_queues.add(key)
+    return client
+
+
+def send(queue_name: str, message: dict[str, Any], *, delay: float | None = None) -> None:
+    """Put one JSON message on a queue, optionally invisible for `delay` seconds."""
+    text = json.dumps(message, separators=(",", ":"))
+    with translated():
+        queue(queue_name).send_message(text, visibility_timeout=int(delay) if delay else None)
+
+
+def ping() -> None:
+    """Raise StorageUnavailable unless table storage answers."""
+    with translated():
+        next(iter(_table_service(settings()).list_tables(results_per_page=1).by_page()), None)
+
+
+def reset() -> None:
+    """Forget cached clients (after settings changed)."""
+    _table_service.cache_clear()
+    _queue_service.cache_clear()
+    with _lock:
+        _known_tables.clear()
+        _known_queues.clear()
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Map transport failures and 5xx/408/429 answers of storage to StorageUnavailable."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise StorageUnavailable(f"Storage did not answer: {type(error).__name__}") from error
+    except HttpResponseError as error:
+        status = error.status_code or 0
+        if status >= 500 or status in (408, 429):
+            raise StorageUnavailable(f"Storage answered {status}") from error
+        raise

@@ -1,0 +1,709 @@
+"""The bundle's state in Azure Table Storage: narrow, domain-shaped verbs over `azure-data-tables`.
+
+Key design (PartitionKey / RowKey), chosen so every hot path is a point read or one partition:
+
+| table            | PartitionKey              | RowKey                              | holds                      |
+|------------------|---------------------------|-------------------------------------|----------------------------|
+| Integrations     | account id                | `integration`                       | the integration            |
+|                  | account id                | `identity`                          | tokens (never returned)    |
+|                  | account id                | `org|<org id>`                      | organization link + config |
+| Groups           | `<org id>|<group id>`     | `group`                             | status, assignee, project  |
+|                  | `<org id>|<group id>`     | `link|<account id>|<work item id>`  | link to a work item        |
+|                  | `<org id>|<group id>`     | `activity|<time ns>|<nonce>`        | activity, oldest first     |
+| WorkItemLinks    | `<account id>|<wi id>`    | `<org id>|<group id>`               | reverse index of links     |
+| Users            | org id                    | `user|<user id>`                    | e-mails, projects          |
+|                  | org id                    | `email|<e-mail>|<user id>`          | verified e-mail index      |
+| Organizations    | org id                    | `org`                               | tracker organization       |
+| Repositories     | org id                    | repo id                             | repository                 |
+| Deliveries       | account id                | notification id                     | webhook deduplication      |
+| Cache            | account id                | `<kind>|<key>`                      | ADO lookups with expiry    |
+
+- The webhook reads the integration partition (integration + org links) in one query, the linked
+  groups of a work item in one WorkItemLinks partition, and each group with its links in one query.
+- A group, its links and its activity share a partition, so a change and its activity are written
+  in one transaction: no half-applied change, and ETags guard every read-modify-write.
+- A user and its e-mail index rows share a partition and are replaced in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
+
+from shared import storage
+from shared.errors import Conflict
+from shared.keys import check_id, escape, join
+from shared.models import Activity, Group, Identity, Integration, Link, OrgLink, Repository, User
+
+log = logging.getLogger(__name__)
+
+INTEGRATIONS = "Integrations"
+GROUPS = "Groups"
+WORK_ITEM_LINKS = "WorkItemLinks"
+USERS = "Users"
+ORGANIZATIONS = "Organizations"
+REPOSITORIES = "Repositories"
+DELIVERIES = "Deliveries"
+CACHE = "Cache"
+
+RK_INTEGRATION = "integration"
+RK_IDENTITY = "identity"
+RK_GROUP = "group"
+ORG_PREFIX = "org|"
+LINK_PREFIX = "link|"
+ACTIVITY_PREFIX = "activity|"
+MAX_ATTEMPTS = 10
+
+
+def _table(name: str) -> TableClient:
+    return storage.table(name)
+
+
+def _etag(entity: TableEntity) -> str:
+    return str(entity.metadata["etag"])
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """RowKey bounds of every key starting with `prefix` (which ends with the `|` separator)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _query(table: str, flt: str, **params: str) -> Iterator[TableEntity]:
+    with storage.translated():
+        yield from _table(table).query_entities(flt, parameters=params)
+
+
+def _get(table: str, pk: str, rk: str) -> TableEntity | None:
+    with storage.translated():
+        try:
+            return _table(table).get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
+
+
+def _upsert(table: str, entity: dict[str, Any]) -> None:
+    with storage.translated():
+        _table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+
+def _loads(text: Any, default: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return default
+    return json.loads(text)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+# --- integrations -------------------------------------------------------------------------------
+
+
+def _integration_entity(item: Integration) -> dict[str, Any]:
+    return {
+        "PartitionKey": item.account_id,
+        "RowKey": RK_INTEGRATION,
+        "account_name": item.account_name,
+        "domain_name": item.domain_name,
+        "status": item.status,
+        "subscription_id": item.subscription_id,
+        "secret_hash": item.secret_hash,
+        "subscription_status": item.subscription_status,
+        "last_checked": item.last_checked,
+        "last_delivery": item.last_delivery,
+        "problem": item.problem,
+    }
+
+
+def _integration(entity: TableEntity) -> Integration:
+    return Integration(
+        account_id=entity["PartitionKey"],
+        account_name=entity.get("account_name", ""),
+        domain_name=entity.get("domain_name", ""),
+        status=entity.get("status", "active"),
+        subscription_id=entity.get("subscription_id"),
+        secret_hash=entity.get("secret_hash"),
+        subscription_status=entity.get("subscription_status"),
+        last_checked=entity.get("last_checked"),
+        last_delivery=entity.get("last_delivery"),
+        problem=entity.get("problem"),
+    )
+
+
+def _org_link_entity(link: OrgLink) -> dict[str, Any]:
+    return {
+        "PartitionKey": link.account_id,
+        "RowKey": ORG_PREFIX + link.org_id,
+        "status": link.status,
+        "config": _dumps(link.config),
+    }
+
+
+def _org_link(entity: TableEntity) -> OrgLink:
+    return OrgLink(
+        account_id=entity["PartitionKey"],
+        org_id=entity["RowKey"][len(ORG_PREFIX) :],
+        status=entity.get("status", "active"),
+        config=_loads(entity.get("config"), {}),
+    )
+
+
+@dataclass
+class IntegrationState:
+    """An integration with its organization links, read in one query; etags for conditional writes."""
+
+    integration: Integration | None
+    links: list[OrgLink] = field(default_factory=list)
+    etag: str | None = None
+
+
+def read_integration(account_id: str) -> IntegrationState:
+    """The integration and its organization links (one single-partition query; never the tokens)."""
+    check_id(account_id, "account_id")
+    state = IntegrationState(integration=None)
+    for entity in _query(INTEGRATIONS, "PartitionKey eq @pk", pk=account_id):
+        row = entity["RowKey"]
+        if row == RK_INTEGRATION:
+            state.integration = _integration(entity)
+            state.etag = _etag(entity)
+        elif row.startswith(ORG_PREFIX):
+            state.links.append(_org_link(entity))
+    return state
+
+
+def get_integration(account_id: str) -> Integration | None:
+    entity = _get(INTEGRATIONS, check_id(account_id, "account_id"), RK_INTEGRATION)
+    return _integration(entity) if entity else None
+
+
+def save_integration(item: Integration) -> None:
+    _upsert(INTEGRATIONS, _integration_entity(item))
+
+
+def update_integration(account_id: str, mutate: Callable[[Integration], Integration | None]) -> Integration | None:
+    """Read-modify-write of an integration under its ETag. `mutate` returns None for "no change"."""
+    table = INTEGRATIONS
+    for _ in range(MAX_ATTEMPTS):
+        entity = _get(table, account_id, RK_INTEGRATION)
+        if entity is None:
+            return None
+        changed = mutate(_integration(entity))
+        if changed is None:
+            return _integration(entity)
+        try:
+            with storage.translated():
+                _table(table).update_entity(
+                    _integration_entity(changed),
+                    mode=UpdateMode.REPLACE,
+                    etag=_etag(entity),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            return changed
+        except ResourceModifiedError:
+            continue
+    raise Conflict(f"integration {account_id} changed concurrently too often")
+
+
+def save_org_link(link: OrgLink) -> None:
+    _upsert(INTEGRATIONS, _org_link_entity(link))
+
+
+def get_org_link(account_id: str, org_id: str) -> OrgLink | None:
+    entity = _get(INTEGRATIONS, account_id, ORG_PREFIX + org_id)
+    return _org_link(entity) if entity else None
+
+
+def iter_integration_rows(page_size: int = 1000) -> Iterator[TableEntity]:
+    """Every row of the Integrations table except tokens, page by page (for the kickoff scan)."""
+    with storage.translated():
+        pages = _table(INTEGRATIONS).list_entities(results_per_page=page_size).by_page()
+        for page in pages:
+            for entity in page:
+                if entity["RowKey"] != RK_IDENTITY:
+                    yield entity
+
+
+# --- identities (tokens) -----------------------------------------------------------------------
+
+
+def _identity_entity(account_id: str, identity: Identity) -> dict[str, Any]:
+    return {
+        "PartitionKey": account_id,
+        "RowKey": RK_IDENTITY,
+        "kind": identity.kind,
+        "access_token": identity.access_token,
+        "refresh_token": identity.refresh_token,
+        "expires_at": identity.expires_at,
+        "status": identity.status,
+        "problem": identity.problem,
+    }
+
+
+def load_identity(account_id: str) -> tuple[Identity, str] | None:
+    """The integration's identity and its ETag, or None."""
+    entity = _get(INTEGRATIONS, account_id, RK_IDENTITY)
+    if entity is None:
+        return None
+    identity = Identity(
+        kind=entity.get("kind", "oauth"),
+        access_token=entity.get("access_token", ""),
+        refresh_token=entity.get("refresh_token"),
+        expires_at=entity.get("expires_at"),
+        status=entity.get("status", "valid"),
+        problem=entity.get("problem"),
+    )
+    return identity, _etag(entity)
+
+
+def save_identity(account_id: str, identity: Identity, etag: str | None = None) -> bool:
+    """Store tokens. With `etag`, only if nobody wrote since; returns False when someone did."""
+    entity = _identity_entity(account_id, identity)
+    if etag is None:
+        _upsert(INTEGRATIONS, entity)
+        return True
+    try:
+        with storage.translated():
+            _table(INTEGRATIONS).update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return True
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return False
+
+
+class IdentityStore:
+    """The `IdentityRepo` the ADO auth uses: the two functions above, as an object."""
+
+    def load_identity(self, account_id: str) -> tuple[Identity, str] | None:
+        return load_identity(account_id)
+
+    def save_identity(self, account_id: str, identity: Identity, etag: str) -> bool:
+        return save_identity(account_id, identity, etag)
+
+
+# --- organizations, users ----------------------------------------------------------------------
+
+
+def ensure_organization(org_id: str) -> None:
+    _upsert(ORGANIZATIONS, {"PartitionKey": org_id, "RowKey": "org", "org_id": org_id})
+
+
+def get_organization(org_id: str) -> bool:
+    return _get(ORGANIZATIONS, org_id, "org") is not None
+
+
+def _email_row(email: str, user_id: str) -> str:
+    return join("email", escape(email.lower()), user_id)
+
+
+def get_user(org_id: str, user_id: str) -> User | None:
+    entity = _get(USERS, org_id, join("user", user_id))
+    if entity is None:
+        return None
+    return User(
+        org_id=org_id,
+        user_id=user_id,
+        emails=_loads(entity.get("emails"), []),
+        projects=_loads(entity.get("projects"), []),
+    )
+
+
+def put_user(user: User) -> None:
+    """Create or replace a user and its e-mail index in one transaction."""
+    ensure_organization(user.org_id)
+    for _ in range(MAX_ATTEMPTS):
+        existing = _get(USERS, user.org_id, join("user", user.user_id))
+        old_rows = set()
+        if existing is not None:
+            old_rows = {_email_row(e, user.user_id) for e in _loads(existing.get("emails"), [])}
+        new_rows = {_email_row(e, user.user_id) for e in user.emails}
+        entity = {
+            "PartitionKey": user.org_id,
+            "RowKey": join("user", user.user_id),
+            "emails": _dumps(user.emails),
+            "projects": _dumps(user.projects),
+        }
+        ops: list[Any] = []
+        if existing is None:
+            ops.append(("create", entity))
+        else:
+            ops.append(("update", entity, {"mode": UpdateMode.REPLACE, "etag": _etag(existing),
+                                           "match_condition": MatchConditions.IfNotModified}))
+        ops += [("delete", {"PartitionKey": user.org_id, "RowKey": row}) for row in old_rows - new_rows]
+        ops += [("upsert", {"PartitionKey": user.org_id, "RowKey": row, "user_id": user.user_id})
+                for row in new_rows]
+        if _transact(USERS, ops):
+            return
+    raise Conflict(f"user {user.user_id} changed concurrently too often")
+
+
+def users_with_email(org_id: str, email: str) -> list[str]:
+    """Ids of the users of `org_id` with this verified e-mail (case-insensitive)."""
+    low, high = _prefix_range(join("email", escape(email.lower()), ""))
+    rows = _query(USERS, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                  pk=org_id, low=low, high=high)
+    return [row["user_id"] for row in rows]
+
+
+# --- groups, links, activity -------------------------------------------------------------------
+
+
+def _group_pk(org_id: str, group_id: str) -> str:
+    return join(org_id, group_id)
+
+
+def _group_entity(group: Group) -> dict[str, Any]:
+    return {
+        "PartitionKey": _group_pk(group.org_id, group.group_id),
+        "RowKey": RK_GROUP,
+        "project_id": group.project_id,
+        "title": group.title,
+        "status": group.status,
+        "assignee": group.assignee,
+        "assignment_source": group.assignment_source,
+        "version": group.version,
+    }
+
+
+def _group(org_id: str, group_id: str, entity: TableEntity) -> Group:
+    return Group(
+        org_id=org_id,
+        group_id=group_id,
+        project_id=entity.get("project_id", ""),
+        title=entity.get("title", ""),
+        status=entity.get("status", "unresolved"),
+        assignee=entity.get("assignee"),
+        assignment_source=entity.get("assignment_source"),
+        version=int(entity.get("version", 0)),
+    )
+
+
+def _link_entity(link: Link) -> dict[str, Any]:
+    return {
+        "PartitionKey": _group_pk(link.org_id, link.group_id),
+        "RowKey": join("link", link.account_id, link.key),
+        "url": link.url,
+        "title": link.title,
+        "description": link.description,
+        "display_name": link.display_name,
+        "project_id": link.project_id,
+        "work_item_type": link.work_item_type,
+        "last_rev": link.last_rev,
+    }
+
+
+def _link(org_id: str, group_id: str, entity: TableEntity) -> Link:
+    _, account_id, key = entity["RowKey"].split("|", 2)
+    return Link(
+        org_id=org_id,
+        group_id=group_id,
+        account_id=account_id,
+        key=key,
+        url=entity.get("url", ""),
+        title=entity.get("title", ""),
+        description=entity.get("description", ""),
+        display_name=entity.get("display_name", ""),
+        project_id=entity.get("project_id"),
+        work_item_type=entity.get("work_item_type"),
+        last_rev=int(entity.get("last_rev", 0)),
+    )
+
+
+def _activity_entity(org_id: str, group_id: str, activity: Activity) -> dict[str, Any]:
+    created = activity.created or time.time()
+    row = join("activity", f"{int(created * 1e9):020d}", uuid.uuid4().hex[:8])
+    return {
+        "PartitionKey": _group_pk(org_id, group_id),
+        "RowKey": row,
+        "kind": activity.kind,
+        "data": _dumps(activity.data),
+        "created": created,
+    }
+
+
+@dataclass
+class GroupState:
+    """A group with its links, as read for a read-modify-write (etags kept per row)."""
+
+    group: Group
+    links: dict[tuple[str, str], Link]
+    etags: dict[str, str]
+
+
+def read_group(org_id: str, group_id: str) -> GroupState | None:
+    """The group row and its link rows, in one single-partition query (activity excluded)."""
+    pk = _group_pk(org_id, group_id)
+    group: Group | None = None
+    links: dict[tuple[str, str], Link] = {}
+    etags: dict[str, str] = {}
+    for entity in _query(GROUPS, "PartitionKey eq @pk and RowKey ge @low", pk=pk, low=RK_GROUP):
+        etags[entity["RowKey"]] = _etag(entity)
+        if entity["RowKey"] == RK_GROUP:
+            group = _group(org_id, group_id, entity)
+        elif entity["RowKey"].startswith(LINK_PREFIX):
+            link = _link(org_id, group_id, entity)
+            links[(link.account_id, link.key)] = link
+    if group is None:
+        return None
+    return GroupState(group=group, links=links, etags=etags)
+
+
+def get_group(org_id: str, group_id: str) -> Group | None:
+    entity = _get(GROUPS, _group_pk(org_id, group_id), RK_GROUP)
+    return _group(org_id, group_id, entity) if entity else None
+
+
+def list_activity(org_id: str, group_id: str, limit: int = 200) -> list[Activity]:
+    """The group's activity, oldest first (at most `limit` newest entries)."""
+    low, high = _prefix_range(ACTIVITY_PREFIX)
+    rows = _query(GROUPS, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                  pk=_group_pk(org_id, group_id), low=low, high=high)
+    items = [Activity(kind=r.get("kind", ""), data=_loads(r.get("data"), {}), created=r.get("created", 0.0))
+             for r in rows]
+    return items[-limit:]
+
+
+@dataclass
+class GroupChange:
+    """What a read-modify-write of a group decided: the new group (or None), changed links, activity."""
+
+    group: Group | None = None
+    links: list[Link] = field(default_factory=list)
+    activity: list[Activity] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.group is not None or bool(self.links) or bool(self.activity)
+
+
+def put_group(group: Group) -> Group:
+    """Create or replace a group's tracker fields (keeps its links, activity and version counter)."""
+    ensure_organization(group.org_id)
+
+    def replace(state: GroupState | None) -> GroupChange:
+        version = state.group.version + 1 if state else 1
+        # An assignee set from the tracker is no longer the integration's doing.
+        same_assignee = state is not None and state.group.assignee == group.assignee
+        source = state.group.assignment_source if state and same_assignee else None
+        return GroupChange(group=replace_fields(group, version=version, assignment_source=source))
+
+    state = change_group(group.org_id, group.group_id, replace, create=True)
+    assert state is not None
+    return state.group
+
+
+def change_group(
+    org_id: str,
+    group_id: str,
+    decide: Callable[[GroupState | None], GroupChange],
+    *,
+    create: bool = False,
+) -> GroupState | None:
+    """Apply `decide` to the current group atomically, retrying on concurrent writes.
+
+    `decide` is called with the current state (None when the group does not exist; then it is only
+    called when `create` is set) and must be pure: it may run more than once. Returns the new state,
+    or None when the group does not exist and `create` is not set.
+    """
+    pk = _group_pk(org_id, group_id)
+    for _ in range(MAX_ATTEMPTS):
+        state = read_group(org_id, group_id)
+        if state is None and not create:
+            return None
+        change = decide(state)
+        if not change:
+            return state
+        ops: list[Any] = []
+        if change.group is not None:
+            entity = _group_entity(change.group)
+            if state is None:
+                ops.append(("create", entity))
+            else:
+                ops.append(("update", entity, _if_match(state.etags[RK_GROUP])))
+        for link in change.links:
+            entity = _link_entity(link)
+            etag = state.etags.get(entity["RowKey"]) if state else None
+            ops.append(("update", entity, _if_match(etag)) if etag else ("create", entity))
+        if change.group is None and state is not None:
+            # Touching nothing on the group row would let two writers interleave: guard it.
+            ops.append(("update", _group_entity(state.group), _if_match(state.etags[RK_GROUP])))
+        ops += [("create", _activity_entity(org_id, group_id, a)) for a in change.activity]
+        if _transact(GROUPS, ops):
+            links = dict(state.links) if state else {}
+            links.update({(link.account_id, link.key): link for link in change.links})
+            group = change.group or (state.group if state else None)
+            assert group is not None
+            return GroupState(group=group, links=links, etags={})
+        log.info("store.group.retry", extra={"partition": pk})
+    raise Conflict(f"group {group_id} changed concurrently too often")
+
+
+def _if_match(etag: str | None) -> dict[str, Any]:
+    return {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def _transact(table: str, ops: list[Any]) -> bool:
+    """Submit one all-or-nothing transaction; False when an ETag or existence check lost a race."""
+    try:
+        with storage.translated():
+            _table(table).submit_transaction(ops)
+        return True
+    except TableTransactionError as error:
+        if error.status_code in (404, 409, 412) or getattr(error, "error_code", None) in (
+            "UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound"
+        ):
+            return False
+        raise
+    except (ResourceModifiedError, ResourceExistsError):
+        return False
+    except HttpResponseError as error:
+        if error.status_code in (404, 409, 412):
+            return False
+        raise
+
+
+def add_link(link: Link) -> None:
+    """Link a group to a work item: reverse index first, so a failure leaves at most a dangling index row."""
+    _upsert(WORK_ITEM_LINKS, {
+        "PartitionKey": join(link.account_id, link.key),
+        "RowKey": join(link.org_id, link.group_id),
+        "org_id": link.org_id,
+        "group_id": link.group_id,
+    })
+
+    def attach(state: GroupState | None) -> GroupChange:
+        assert state is not None
+        existing = state.links.get((link.account_id, link.key))
+        if existing is not None:
+            link.last_rev = max(link.last_rev, existing.last_rev)
+        return GroupChange(links=[link], activity=[Activity(kind="link", data={
+            "account_id": link.account_id, "key": link.key, "url": link.url})])
+
+    if change_group(link.org_id, link.group_id, attach) is None:
+        raise Conflict(f"group {link.group_id} disappeared while linking")
+
+
+def groups_linked_to(account_id: str, key: str) -> list[tuple[str, str]]:
+    """(org id, group id) of every group linked to work item `key` of this integration."""
+    rows = _query(WORK_ITEM_LINKS, "PartitionKey eq @pk", pk=join(account_id, key))
+    return [(row["org_id"], row["group_id"]) for row in rows]
+
+
+# --- repositories ------------------------------------------------------------------------------
+
+
+def _repository(entity: TableEntity) -> Repository:
+    return Repository(
+        org_id=entity["PartitionKey"],
+        repo_id=entity["RowKey"],
+        name=entity.get("name", ""),
+        provider=entity.get("provider", ""),
+        external_id=entity.get("external_id", ""),
+        config=_loads(entity.get("config"), {}),
+        integration_id=entity.get("integration_id"),
+        status=entity.get("status", "active"),
+    )
+
+
+def _repository_entity(repo: Repository) -> dict[str, Any]:
+    return {
+        "PartitionKey": repo.org_id,
+        "RowKey": repo.repo_id,
+        "name": repo.name,
+        "provider": repo.provider,
+        "external_id": repo.external_id,
+        "config": _dumps(repo.config),
+        "integration_id": repo.integration_id,
+        "status": repo.status,
+    }
+
+
+def put_repository(repo: Repository) -> None:
+    ensure_organization(repo.org_id)
+    _upsert(REPOSITORIES, _repository_entity(repo))
+
+
+def get_repository(org_id: str, repo_id: str) -> Repository | None:
+    entity = _get(REPOSITORIES, org_id, repo_id)
+    return _repository(entity) if entity else None
+
+
+def list_repositories(org_id: str) -> list[Repository]:
+    return [_repository(e) for e in _query(REPOSITORIES, "PartitionKey eq @pk", pk=org_id)]
+
+
+def update_repository(
+    org_id: str, repo_id: str, mutate: Callable[[Repository], Repository | None]
+) -> Repository | None:
+    """Read-modify-write of a repository under its ETag; `mutate` returns None for "no change"."""
+    for _ in range(MAX_ATTEMPTS):
+        entity = _get(REPOSITORIES, org_id, repo_id)
+        if entity is None:
+            return None
+        changed = mutate(_repository(entity))
+        if changed is None:
+            return _repository(entity)
+        try:
+            with storage.translated():
+                _table(REPOSITORIES).update_entity(
+                    _repository_entity(changed), **_if_match(_etag(entity))
+                )
+            return changed
+        except ResourceModifiedError:
+            continue
+    raise Conflict(f"repository {repo_id} changed concurrently too often")
+
+
+# --- webhook deliveries ------------------------------------------------------------------------
+
+
+def claim_delivery(account_id: str, delivery_id: str) -> bool:
+    """Claim a delivery for processing. False when it was already fully applied.
+
+    A claim left unfinished (a failure before `finish_delivery`) does not block a retry: applying
+    a change is itself idempotent (per-link revisions), so the retry may run again safely.
+    """
+    entity = {"PartitionKey": account_id, "RowKey": escape(delivery_id), "done": False,
+              "claimed": time.time()}
+    try:
+        with storage.translated():
+            _table(DELIVERIES).create_entity(entity)
+        return True
+    except ResourceExistsError:
+        existing = _get(DELIVERIES, account_id, escape(delivery_id))
+        return not (existing and existing.get("done"))
+
+
+def finish_delivery(account_id: str, delivery_id: str) -> None:
+    _upsert(DELIVERIES, {"PartitionKey": account_id, "RowKey": escape(delivery_id), "done": True,
+                         "claimed": time.time()})
+
+
+# --- cache of ADO lookups ----------------------------------------------------------------------
+
+
+def cache_get(account_id: str, key: str, *, now: float | None = None) -> Any | None:
+    """A cached value, or None when absent or expired."""
+    entity = _get(CACHE, account_id, escape(key))
+    if entity is None or float(entity.get("expires", 0)) <= (now or time.time()):
+        return None
+    return _loads(entity.get("value"), None)
+
+
+def cache_put(account_id: str, key: str, value: Any, *, ttl: float) -> None:
+    _upsert(CACHE, {"PartitionKey": account_id, "RowKey": escape(key), "value": _dumps(value),
+                    "expires": time.time() + ttl})
