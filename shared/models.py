@@ -129,3 +129,24 @@ class Repository:
     config: dict[str, Any] = field(default_factory=dict)
     integration_id: str | None = None
     status: str = "active"
+
+
+@dataclass
+class GroupState:
+    """A group with its links, as read for a read-modify-write (etags kept per row)."""
+
+    group: Group
+    links: dict[tuple[str, str], Link]
+    etags: dict[str, str]
+
+
+@dataclass
+class GroupChange:
+    """What a read-modify-write of a group decided: the new group (or None), changed links, activity."""
+
+    group: Group | None = None
+    links: list[Link] = field(default_factory=list)
+    activity: list[Activity] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.group is not None or bool(self.links) or bool(self.activity)

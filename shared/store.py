@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,7 +49,18 @@ from azure.data.tables import TableClient, TableEntity, TableTransactionError, U
 from shared import storage
 from shared.errors import Conflict
 from shared.keys import check_id, escape, join
-from shared.models import Activity, Group, Identity, Integration, Link, OrgLink, Repository, User
+from shared.models import (
+    Activity,
+    Group,
+    GroupChange,
+    GroupState,
+    Identity,
+    Integration,
+    Link,
+    OrgLink,
+    Repository,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +79,8 @@ RK_GROUP = "group"
 ORG_PREFIX = "org|"
 LINK_PREFIX = "link|"
 ACTIVITY_PREFIX = "activity|"
-MAX_ATTEMPTS = 10
+CLAIM_TIMEOUT = 30.0
+MAX_ATTEMPTS = 60
 
 
 def _table(name: str) -> TableClient:
@@ -436,15 +449,6 @@ def _activity_entity(org_id: str, group_id: str, activity: Activity) -> dict[str
     }
 
 
-@dataclass
-class GroupState:
-    """A group with its links, as read for a read-modify-write (etags kept per row)."""
-
-    group: Group
-    links: dict[tuple[str, str], Link]
-    etags: dict[str, str]
-
-
 def read_group(org_id: str, group_id: str) -> GroupState | None:
     """The group row and its link rows, in one single-partition query (activity excluded)."""
     pk = _group_pk(org_id, group_id)
@@ -478,18 +482,6 @@ def list_activity(org_id: str, group_id: str, limit: int = 200) -> list[Activity
     return items[-limit:]
 
 
-@dataclass
-class GroupChange:
-    """What a read-modify-write of a group decided: the new group (or None), changed links, activity."""
-
-    group: Group | None = None
-    links: list[Link] = field(default_factory=list)
-    activity: list[Activity] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return self.group is not None or bool(self.links) or bool(self.activity)
-
-
 def put_group(group: Group) -> Group:
     """Create or replace a group's tracker fields (keeps its links, activity and version counter)."""
     ensure_organization(group.org_id)
@@ -512,16 +504,20 @@ def change_group(
     decide: Callable[[GroupState | None], GroupChange],
     *,
     create: bool = False,
+    known: GroupState | None = None,
 ) -> GroupState | None:
     """Apply `decide` to the current group atomically, retrying on concurrent writes.
 
     `decide` is called with the current state (None when the group does not exist; then it is only
     called when `create` is set) and must be pure: it may run more than once. Returns the new state,
-    or None when the group does not exist and `create` is not set.
+    or None when the group does not exist and `create` is not set. `known` is a state the caller
+    has just read (with its etags); the first attempt uses it instead of reading again.
     """
     pk = _group_pk(org_id, group_id)
-    for _ in range(MAX_ATTEMPTS):
-        state = read_group(org_id, group_id)
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, min(0.2, 0.005 * attempt)))
+        state = known if known is not None and attempt == 0 else read_group(org_id, group_id)
         if state is None and not create:
             return None
         change = decide(state)
@@ -671,21 +667,41 @@ def update_repository(
 # --- webhook deliveries ------------------------------------------------------------------------
 
 
-def claim_delivery(account_id: str, delivery_id: str) -> bool:
-    """Claim a delivery for processing. False when it was already fully applied.
+def claim_delivery(account_id: str, delivery_id: str, *, now: float | None = None) -> bool:
+    """Claim a delivery for processing. False when it was applied, or is being applied right now.
 
-    A claim left unfinished (a failure before `finish_delivery`) does not block a retry: applying
-    a change is itself idempotent (per-link revisions), so the retry may run again safely.
+    A claim that was never finished (the process died) goes stale after `CLAIM_TIMEOUT` seconds and
+    may be claimed again; applying a change twice is harmless (per-link revisions).
     """
-    entity = {"PartitionKey": account_id, "RowKey": escape(delivery_id), "done": False,
-              "claimed": time.time()}
+    now = time.time() if now is None else now
+    row = escape(delivery_id)
+    entity = {"PartitionKey": account_id, "RowKey": row, "done": False, "claimed": now}
     try:
         with storage.translated():
             _table(DELIVERIES).create_entity(entity)
         return True
     except ResourceExistsError:
-        existing = _get(DELIVERIES, account_id, escape(delivery_id))
-        return not (existing and existing.get("done"))
+        pass
+    existing = _get(DELIVERIES, account_id, row)
+    if existing is None:
+        return claim_delivery(account_id, delivery_id, now=now)
+    if existing.get("done") or now - float(existing.get("claimed", 0)) < CLAIM_TIMEOUT:
+        return False
+    try:
+        with storage.translated():
+            _table(DELIVERIES).update_entity(entity, **_if_match(_etag(existing)))
+        return True
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return False
+
+
+def release_delivery(account_id: str, delivery_id: str) -> None:
+    """Drop an unfinished claim so the sender's retry is processed (best effort)."""
+    try:
+        with storage.translated():
+            _table(DELIVERIES).delete_entity(account_id, escape(delivery_id))
+    except Exception:
+        log.warning("store.delivery.release_failed", extra={"account_id": account_id})
 
 
 def finish_delivery(account_id: str, delivery_id: str) -> None:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from shared import store
 from shared.errors import InvalidInput
-from shared.models import Activity, Group, Identity, Integration, Link, OrgLink, Repository, User
-from shared.store import GroupChange
+from shared.models import (
+    Activity,
+    Group,
+    GroupChange,
+    GroupState,
+    Identity,
+    Integration,
+    Link,
+    OrgLink,
+    Repository,
+    User,
+)
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
@@ -89,7 +100,7 @@ def test_concurrent_group_changes_both_survive(uid: str) -> None:
     barrier = threading.Barrier(8)
 
     def bump(n: int) -> None:
-        def decide(state: store.GroupState | None) -> GroupChange:
+        def decide(state: GroupState | None) -> GroupChange:
             assert state is not None
             group = state.group
             return GroupChange(group=Group(**{**group.__dict__, "version": group.version + 1}),
@@ -109,11 +120,19 @@ def test_concurrent_group_changes_both_survive(uid: str) -> None:
     assert sorted(a.data["n"] for a in store.list_activity(uid, "g")) == list(range(8))
 
 
-def test_delivery_claim_is_single_once_done(uid: str) -> None:
+def test_delivery_claims(uid: str) -> None:
     assert store.claim_delivery(uid, "evt/1")
-    assert store.claim_delivery(uid, "evt/1"), "an unfinished claim must not block a retry"
+    assert not store.claim_delivery(uid, "evt/1"), "a delivery being applied is not applied twice"
+    stale = time.time() + store.CLAIM_TIMEOUT + 1
+    assert store.claim_delivery(uid, "evt/1", now=stale), "an abandoned claim goes stale"
     store.finish_delivery(uid, "evt/1")
-    assert not store.claim_delivery(uid, "evt/1")
+    assert not store.claim_delivery(uid, "evt/1", now=stale + 999)
+
+
+def test_released_delivery_can_be_claimed_again(uid: str) -> None:
+    assert store.claim_delivery(uid, "evt-2")
+    store.release_delivery(uid, "evt-2")
+    assert store.claim_delivery(uid, "evt-2")
 
 
 @pytest.mark.parametrize("bad", ["a/b", "a\\b", "a#b", "a?b", "a|b", "tab\there", "", " ", "x" * 300, None, 3.5])

@@ -1,0 +1,178 @@
+"""Records the sandbox Azure DevOps keeps in memory, and the fixed process template.
+
+Pure: no network or storage access. The `State` class in `state.py` owns and mutates these.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-types/list
+WORK_ITEM_TYPES: dict[str, str] = {
+    "Bug": "Microsoft.VSTS.WorkItemTypes.Bug",
+    "Issue": "Microsoft.VSTS.WorkItemTypes.Issue",
+    "Task": "Microsoft.VSTS.WorkItemTypes.Task",
+    "User Story": "Microsoft.VSTS.WorkItemTypes.UserStory",
+}
+
+# (name, referenceName, default type, member types)
+CATEGORIES: list[tuple[str, str, str, list[str]]] = [
+    ("Bug Category", "Microsoft.BugCategory", "Bug", ["Bug"]),
+    ("Issue Category", "Microsoft.IssueCategory", "Issue", ["Issue"]),
+    ("Requirement Category", "Microsoft.RequirementCategory", "User Story", ["User Story"]),
+    ("Task Category", "Microsoft.TaskCategory", "Task", ["Task"]),
+]
+
+# https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-type-states/list
+DEFAULT_STATES: list[dict[str, str]] = [
+    {"name": "New", "color": "b2b2b2", "category": "Proposed"},
+    {"name": "Active", "color": "007acc", "category": "InProgress"},
+    {"name": "Resolved", "color": "ff9d00", "category": "Resolved"},
+    {"name": "Closed", "color": "339933", "category": "Completed"},
+    {"name": "Removed", "color": "ffffff", "category": "Removed"},
+]
+
+REASONS = {"New": "New", "Active": "Activated", "Resolved": "Fixed", "Closed": "Verified", "Removed": "Removed"}
+
+FIELD_NAMES = {
+    "System.Title": "Title",
+    "System.Description": "Description",
+    "System.AssignedTo": "Assigned To",
+    "System.State": "State",
+    "System.AreaPath": "Area Path",
+    "System.IterationPath": "Iteration Path",
+    "System.Tags": "Tags",
+    "Microsoft.VSTS.TCM.ReproSteps": "Repro Steps",
+    "Microsoft.VSTS.Common.Priority": "Priority",
+    "Microsoft.VSTS.Common.Severity": "Severity",
+}
+
+EVENT_TYPES = ("workitem.created", "workitem.updated", "workitem.deleted", "workitem.restored", "workitem.commented")
+ACTIVE_STATUSES = ("enabled", "onProbation")
+SUBSCRIPTION_STATUSES = ("enabled", "onProbation", "disabledByUser", "disabledBySystem", "disabledByInactiveIdentity")
+
+
+def now_iso() -> str:
+    """The current UTC time as ADO writes it (milliseconds, `Z`)."""
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def field_display_name(reference: str) -> str:
+    return FIELD_NAMES.get(reference, reference.rsplit(".", 1)[-1])
+
+
+@dataclass
+class User:
+    display_name: str
+    email: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def unique(self) -> str:
+        """`Display Name <email>`: the resourceVersion 1.0 identity string."""
+        return f"{self.display_name} <{self.email}>" if self.email else self.display_name
+
+    @property
+    def descriptor(self) -> str:
+        return "aad." + base64.urlsafe_b64encode(self.id.encode()).decode().rstrip("=")
+
+    def identity_ref(self, base_url: str) -> dict[str, Any]:
+        avatar = f"{base_url}_apis/GraphProfile/MemberAvatars/{self.descriptor}"
+        return {
+            "displayName": self.display_name,
+            "name": self.unique,
+            "url": f"{base_url}_apis/Identities/{self.id}",
+            "imageUrl": f"{base_url}_api/_common/identityImage?id={self.id}",
+            "descriptor": self.descriptor,
+            "_links": {"avatar": {"href": avatar}},
+            "uniqueName": self.email,
+            "id": self.id,
+        }
+
+    def graph_user(self, base_url: str) -> dict[str, Any]:
+        return {
+            "subjectKind": "user",
+            "descriptor": self.descriptor,
+            "displayName": self.display_name,
+            "mailAddress": self.email,
+            "principalName": self.email or self.display_name,
+            "origin": "aad",
+            "originId": self.id,
+            "domain": "sandbox",
+            "url": f"{base_url}_apis/Graph/Users/{self.descriptor}",
+        }
+
+
+@dataclass
+class Project:
+    id: str
+    name: str
+    revision: int = 1
+
+
+@dataclass
+class Repository:
+    id: str
+    name: str
+    project_id: str
+    accessible: bool = True
+
+
+@dataclass
+class WorkItem:
+    id: int
+    project_id: str
+    rev: int
+    fields: dict[str, Any]
+    relations: list[dict[str, Any]] = field(default_factory=list)
+    multiline: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Subscription:
+    """A service-hook subscription as stored (the password unmasked)."""
+
+    data: dict[str, Any]
+    failures: int = 0
+    notifications: int = 0
+
+
+@dataclass
+class Token:
+    org: str
+    expires_at: float
+
+
+@dataclass
+class Org:
+    name: str
+    account_id: str
+    integration: User
+    projects: dict[str, Project] = field(default_factory=dict)
+    users: list[User] = field(default_factory=list)
+    repositories: dict[str, Repository] = field(default_factory=dict)
+    work_items: dict[int, WorkItem] = field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    pats: set[str] = field(default_factory=set)
+    required_fields: dict[str, list[str]] = field(default_factory=dict)
+    states: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
+    git_unauthorized: bool = False
+    next_id: int = 1
+    watermark: int = 0
+
+    @property
+    def host_account_id(self) -> str:
+        """The `account.id` of events: on ADO Services it differs from `collection.id`."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, self.account_id))
+
+    def project(self, ref: str) -> Project | None:
+        """A project by id or (case-insensitive) name."""
+        found = self.projects.get(ref.lower())
+        if found:
+            return found
+        return next((p for p in self.projects.values() if p.name.lower() == ref.lower()), None)

@@ -1,0 +1,174 @@
+"""JSON shapes the sandbox answers with: work items, projects, repositories, subscriptions, events.
+
+Pure: builds dicts from the records in `model.py`. Event shapes follow the captured
+resourceVersion 1.0 payloads in /work/shared/fixtures/ado-webhooks/.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import quote
+
+from devhost.sandbox.model import Org, Project, Repository, Subscription, User, WorkItem, now_iso
+
+MASK = "********"
+CONFIDENTIAL_INPUTS = ("basicAuthPassword",)
+
+
+def instance_url(base_url: str, org: Org) -> str:
+    return f"{base_url}{quote(org.name)}/"
+
+
+def work_item(base_url: str, org: Org, item: WorkItem) -> dict[str, Any]:
+    """`GET _apis/wit/workitems/{id}`; identity fields stay `Name <email>` strings."""
+    inst = instance_url(base_url, org)
+    project = org.projects[item.project_id]
+    url = f"{inst}{project.id}/_apis/wit/workItems/{item.id}"
+    body: dict[str, Any] = {
+        "id": item.id,
+        "rev": item.rev,
+        "fields": dict(item.fields),
+        "url": url,
+        "_links": {
+            "self": {"href": url},
+            "workItemUpdates": {"href": f"{url}/updates"},
+            "workItemRevisions": {"href": f"{url}/revisions"},
+            "html": {"href": f"{inst}{quote(project.name)}/_workitems/edit/{item.id}"},
+        },
+    }
+    if item.relations:
+        body["relations"] = copy.deepcopy(item.relations)
+    if item.multiline:
+        body["multilineFieldsFormat"] = dict(item.multiline)
+    return body
+
+
+def project(base_url: str, org: Org, proj: Project) -> dict[str, Any]:
+    return {
+        "id": proj.id,
+        "name": proj.name,
+        "description": "",
+        "url": f"{instance_url(base_url, org)}_apis/projects/{proj.id}",
+        "state": "wellFormed",
+        "revision": proj.revision,
+        "visibility": "private",
+        "lastUpdateTime": "2024-01-01T00:00:00Z",
+    }
+
+
+def repository(base_url: str, org: Org, repo: Repository) -> dict[str, Any]:
+    inst = instance_url(base_url, org)
+    proj = org.projects[repo.project_id]
+    web = f"{inst}{quote(proj.name)}/_git/{quote(repo.name)}"
+    return {
+        "id": repo.id,
+        "name": repo.name,
+        "url": f"{inst}{proj.id}/_apis/git/repositories/{repo.id}",
+        "project": {"id": proj.id, "name": proj.name, "state": "wellFormed", "visibility": "private"},
+        "defaultBranch": "refs/heads/main",
+        "size": 0,
+        "remoteUrl": web.replace("https://", f"https://{quote(org.name)}@", 1),
+        "webUrl": web,
+        "isDisabled": False,
+        "_links": {"web": {"href": web}},
+    }
+
+
+def subscription(sub: Subscription, *, masked: bool = True) -> dict[str, Any]:
+    body = copy.deepcopy(sub.data)
+    if masked:
+        inputs = body.get("consumerInputs") or {}
+        for key in CONFIDENTIAL_INPUTS:
+            if inputs.get(key):
+                inputs[key] = MASK
+    if body.get("status") == "onProbation":
+        body["probationRetries"] = sub.failures
+    return body
+
+
+def updated_resource(
+    base_url: str, org: Org, item: WorkItem, changes: dict[str, dict[str, Any]], actor: User
+) -> dict[str, Any]:
+    """`resource` of `workitem.updated`: `id` is the update number, `fields` only what changed."""
+    inst = instance_url(base_url, org)
+    wi_url = f"{inst}{item.project_id}/_apis/wit/workItems/{item.id}"
+    update_url = f"{wi_url}/updates/{item.rev}"
+    revision_url = f"{wi_url}/revisions/{item.rev}"
+    return {
+        "id": item.rev,
+        "workItemId": item.id,
+        "rev": item.rev,
+        "revisedBy": actor.identity_ref(inst),
+        "revisedDate": "9999-01-01T00:00:00Z",
+        "fields": copy.deepcopy(changes),
+        "_links": {
+            "self": {"href": update_url},
+            "workItemUpdates": {"href": f"{wi_url}/updates"},
+            "html": {"href": f"{inst}web/wi.aspx?pcguid={org.account_id}&id={item.id}"},
+            "parent": {"href": wi_url},
+        },
+        "url": update_url,
+        "revision": {
+            "id": item.id,
+            "rev": item.rev,
+            "fields": dict(item.fields),
+            "url": revision_url,
+            "_links": {
+                "self": {"href": revision_url},
+                "workItemRevisions": {"href": f"{wi_url}/revisions"},
+                "parent": {"href": wi_url},
+            },
+        },
+    }
+
+
+def messages(event_type: str, item: WorkItem, actor: User) -> tuple[dict[str, str], dict[str, str]]:
+    verb = event_type.split(".", 1)[1]
+    kind = item.fields.get("System.WorkItemType", "Work item")
+    title = item.fields.get("System.Title", "")
+    text = f"{kind} #{item.id} ({title}) {verb} by {actor.display_name}"
+    short = {"text": text, "html": text, "markdown": text}
+    detail = f"{text}\r\n\r\n- State: {item.fields.get('System.State', '')}\r\n"
+    return short, {"text": detail, "html": detail, "markdown": detail}
+
+
+def event(
+    base_url: str,
+    org: Org,
+    sub: Subscription,
+    *,
+    event_id: str,
+    event_type: str,
+    item: WorkItem,
+    resource: dict[str, Any],
+    actor: User,
+) -> dict[str, Any]:
+    """One notification of an event to one subscription, honouring its *ToSend inputs."""
+    inst = instance_url(base_url, org)
+    inputs = sub.data.get("consumerInputs") or {}
+    short, detail = messages(event_type, item, actor)
+    details_to_send = str(inputs.get("resourceDetailsToSend") or "all").lower()
+    if details_to_send == "none":
+        sent_resource: dict[str, Any] | None = None
+    elif details_to_send == "minimal":
+        sent_resource = {k: resource[k] for k in ("id", "workItemId", "rev", "url", "_links") if k in resource}
+    else:
+        sent_resource = resource
+    return {
+        "subscriptionId": sub.data["id"],
+        "notificationId": sub.notifications,
+        "id": event_id,
+        "eventType": event_type,
+        "publisherId": "tfs",
+        "message": None if str(inputs.get("messagesToSend")).lower() == "none" else short,
+        "detailedMessage": None if str(inputs.get("detailedMessagesToSend")).lower() == "none" else detail,
+        "resource": sent_resource,
+        "resourceVersion": "1.0",
+        "resourceContainers": {
+            "collection": {"id": org.account_id, "baseUrl": inst},
+            "account": {"id": org.host_account_id, "baseUrl": inst},
+            "project": {"id": item.project_id, "baseUrl": inst},
+        },
+        "createdDate": now_iso(),
+    }

@@ -1,0 +1,507 @@
+"""Azure DevOps REST client: one session, one URL table, one request path, one error mapper.
+
+Every call goes through `AdoClient.request`, which adds the api-version, the auth header (fetched
+at send time), `X-TFS-FedAuthRedirect: Suppress`, a timeout and the right content type, retries
+reads on throttling and transient failures, and turns every failure into a `shared.errors.AdoError`.
+List calls follow ADO's paging themselves; callers never see pages. Does network I/O.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from shared import config
+from shared.errors import (
+    AdoAuthError,
+    AdoBadRequest,
+    AdoError,
+    AdoNotFound,
+    AdoServerError,
+    AdoThrottled,
+    AdoTimeout,
+    AdoTransient,
+    InvalidInput,
+)
+
+if TYPE_CHECKING:
+    from shared.ado_auth import Auth
+    from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "7.1"
+GRAPH_API_VERSION = "7.1-preview.1"
+LOOKUP_API_VERSION = "5.0-preview.1"
+TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+BACKOFF_BASE = 0.5
+PAGE_SIZE = 100
+MAX_PAGES = 1000  # a guard against a server that never stops paging
+
+JSON = "application/json"
+JSON_PATCH = "application/json-patch+json"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+DOMAIN_NAME = re.compile(r"^https://.+/$")
+
+
+class Api:
+    """URL templates relative to the instance URL (`https://dev.azure.com/{org}/`)."""
+
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/work-items/get-work-item?view=azure-devops-rest-7.1
+    WORK_ITEM = "_apis/wit/workitems/{id}"
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/work-items/create?view=azure-devops-rest-7.1
+    # The `$` before the type is literal.
+    CREATE_WORK_ITEM = "{project}/_apis/wit/workitems/${type}"
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-type-states/list?view=azure-devops-rest-7.1
+    WORK_ITEM_TYPE_STATES = "{project}/_apis/wit/workitemtypes/{type}/states"
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-type-categories/list?view=azure-devops-rest-7.1
+    WORK_ITEM_TYPE_CATEGORIES = "{project}/_apis/wit/workitemtypecategories"
+    # https://learn.microsoft.com/rest/api/azure/devops/core/projects/list?view=azure-devops-rest-7.1
+    PROJECTS = "_apis/projects"
+    # https://learn.microsoft.com/rest/api/azure/devops/core/projects/get?view=azure-devops-rest-7.1
+    PROJECT = "_apis/projects/{project}"
+    # https://learn.microsoft.com/rest/api/azure/devops/git/repositories/list?view=azure-devops-rest-7.1
+    REPOSITORIES = "_apis/git/repositories"
+    PROJECT_REPOSITORIES = "{project}/_apis/git/repositories"
+    # https://learn.microsoft.com/rest/api/azure/devops/git/repositories/get-repository?view=azure-devops-rest-7.1
+    REPOSITORY = "_apis/git/repositories/{repo}"
+    PROJECT_REPOSITORY = "{project}/_apis/git/repositories/{repo}"
+    # https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions?view=azure-devops-rest-7.1
+    SUBSCRIPTIONS = "_apis/hooks/subscriptions"
+    SUBSCRIPTION = "_apis/hooks/subscriptions/{id}"
+    # https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions/query?view=azure-devops-rest-7.1
+    SUBSCRIPTIONS_QUERY = "_apis/hooks/subscriptionsquery"
+    # Absolute URLs come from settings (ADO_SEARCH_URL, ADO_GRAPH_USERS_URL, ADO_ACCOUNT_LOOKUP_URL):
+    # https://learn.microsoft.com/rest/api/azure/devops/search/work-item-search-results/fetch-work-item-search-results?view=azure-devops-rest-7.1
+    # https://learn.microsoft.com/rest/api/azure/devops/graph/users/list?view=azure-devops-rest-7.1
+    # https://learn.microsoft.com/rest/api/azure/devops/core/resource-areas/get?view=azure-devops-rest-7.1
+
+
+def path(template: str, **parts: object) -> str:
+    """Fill a URL template, quoting every part (project names may contain spaces)."""
+    return template.format(**{name: quote(str(value), safe="") for name, value in parts.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Error mapping: the only place that turns ADO answers and transport failures into exceptions.
+
+
+def decode_response(resp: requests.Response, *, now: Callable[[], float] = time.time) -> Any:
+    """The JSON body of a successful answer, or the `AdoError` that the answer means.
+
+    Raises:
+        AdoAuthError: 401/403, a 203 sign-in page, or HTML where JSON was expected.
+        AdoNotFound: 404.
+        AdoBadRequest: 400 (ADO's message and type key kept).
+        AdoThrottled: 429, or 503 with Retry-After.
+        AdoServerError: other 5xx, or a body that is not JSON.
+        AdoError: any other non-2xx status.
+    """
+    status = resp.status_code
+    where = f"{resp.request.method if resp.request else ''} {urlsplit(resp.url).path}".strip()
+    if status >= 400:
+        detail = _ado_message(resp)
+        suffix = f": {detail}" if detail else ""
+        if status in (401, 403):
+            raise AdoAuthError(
+                f"Azure DevOps refused our credential (HTTP {status}) for {where}{suffix}",
+                http_status=status,
+            )
+        if status == 404:
+            raise AdoNotFound(f"Azure DevOps found nothing at {where} (HTTP 404){suffix}", http_status=404)
+        if status == 400:
+            raise AdoBadRequest(f"Azure DevOps rejected {where} (HTTP 400){suffix}", http_status=400)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=now)
+        if status == 429 or (status == 503 and retry_after is not None):
+            raise AdoThrottled(
+                f"Azure DevOps throttled {where} (HTTP {status}){suffix}",
+                http_status=status,
+                retry_after=retry_after,
+            )
+        if status >= 500:
+            raise AdoServerError(f"Azure DevOps failed {where} (HTTP {status}){suffix}", http_status=status)
+        raise AdoError(f"Azure DevOps answered HTTP {status} for {where}{suffix}", http_status=status)
+    if status == 203:
+        # Without a usable credential ADO may answer 203 with a sign-in page instead of 401.
+        raise AdoAuthError(
+            f"Azure DevOps answered {where} with a sign-in page (HTTP 203): credential not accepted",
+            http_status=203,
+        )
+    if status == 204 or not resp.content:
+        return {}
+    if _looks_like_html(resp):
+        raise AdoAuthError(
+            f"Azure DevOps answered {where} with HTML instead of JSON (HTTP {status}): credential not accepted",
+            http_status=status,
+        )
+    try:
+        return resp.json()
+    except ValueError:
+        raise AdoServerError(
+            f"Azure DevOps answered {where} with a body that is not JSON (HTTP {status})",
+            http_status=status,
+        ) from None
+
+
+def transport_error(exc: requests.RequestException, where: str) -> AdoError:
+    """The `AdoError` for a request that got no HTTP answer."""
+    kind = type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError):
+        # A certificate problem is configuration, not something a retry fixes.
+        return AdoError(f"TLS verification failed for {where} ({kind})")
+    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+        return AdoTimeout(f"Azure DevOps did not answer {where} ({kind})")
+    return AdoError(f"Request {where} failed ({kind})")
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def _ado_message(resp: requests.Response) -> str:
+    """ADO's own `message` (with its `typeKey`) when the error body is JSON, else ''."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    message = str(body.get("message") or "")[:1000]
+    type_key = body.get("typeKey")
+    if message and type_key:
+        return f"{message} [{type_key}]"
+    return message
+
+
+def _looks_like_html(resp: requests.Response) -> bool:
+    content_type = resp.headers.get("Content-Type", "").lower()
+    return "text/html" in content_type or resp.content.lstrip()[:1] == b"<"
+
+
+def _retryable(err: AdoError) -> bool:
+    return isinstance(err, AdoThrottled | AdoTimeout) or (
+        isinstance(err, AdoServerError) and err.http_status in RETRY_STATUSES
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class AdoClient:
+    """Azure DevOps REST calls for one organization (instance URL `base_url`)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        auth: Auth,
+        account_name: str = "",
+        settings: Settings | None = None,
+        session: requests.Session | None = None,
+        max_tries: int = 4,
+        max_retry_after: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.account_name = account_name
+        self._auth = auth
+        self._settings = settings
+        self._session = session or requests.Session()
+        self._max_tries = max(1, max_tries)
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"AdoClient(base_url={self.base_url!r}, account_name={self.account_name!r})"
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = config.settings()
+        return self._settings
+
+    # -- the one request path ---------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content_type: str | None = None,
+        retry: bool | None = None,
+        api_version: str | None = API_VERSION,
+    ) -> Any:
+        """Send one call and return its JSON body (`{}` for 204).
+
+        Args:
+            method: HTTP verb.
+            url: a path relative to `base_url` (from `Api`), or an absolute URL.
+            params: query parameters; `api-version` is added unless `api_version` is None or the
+                URL already carries one.
+            json: the body, sent as JSON.
+            content_type: defaults to `application/json`.
+            retry: whether throttling/transient failures are retried; default: GET and DELETE only.
+            api_version: the api-version to send.
+
+        Raises:
+            AdoError: the mapped failure (after retries, when retried).
+            IdentityInvalid: the credential cannot be used at all.
+        """
+        body, _ = self._exchange(
+            method,
+            url,
+            params=params,
+            json=json,
+            content_type=content_type,
+            retry=retry,
+            api_version=api_version,
+        )
+        return body
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content_type: str | None = None,
+        retry: bool | None = None,
+        api_version: str | None = API_VERSION,
+    ) -> tuple[Any, requests.Response]:
+        method = method.upper()
+        full_url = url if urlsplit(url).scheme else self.base_url + url
+        query: dict[str, Any] = dict(params or {})
+        if api_version and "api-version=" not in full_url:
+            query.setdefault("api-version", api_version)
+        retrying = method in ("GET", "HEAD", "DELETE") if retry is None else retry
+        tries = self._max_tries if retrying else 1
+        where = f"{method} {urlsplit(full_url).path}"
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {
+                "Accept": JSON,
+                "Content-Type": content_type or JSON,
+                "X-TFS-FedAuthRedirect": "Suppress",
+            }
+            authorization = self._auth.header()
+            if authorization:
+                headers["Authorization"] = authorization
+            try:
+                resp = self._session.request(
+                    method, full_url, params=query, json=json, headers=headers, timeout=TIMEOUT
+                )
+                return decode_response(resp), resp
+            except requests.RequestException as exc:
+                err: AdoError = transport_error(exc, where)
+            except AdoError as exc:
+                err = exc
+            if isinstance(err, AdoAuthError) and err.http_status == 401 and not refreshed:
+                refreshed = True
+                if self._auth.on_unauthorized():
+                    log.info("ado.request.reauthorized", extra={"where": where})
+                    continue
+            if not (_retryable(err) and attempt < tries):
+                raise err
+            delay = self._delay(err, attempt)
+            log.warning(
+                "ado.request.retry",
+                extra={"where": where, "http_status": err.http_status, "attempt": attempt, "delay": delay},
+            )
+            self._sleep(delay)
+
+    def _delay(self, err: AdoError, attempt: int) -> float:
+        retry_after = err.retry_after if isinstance(err, AdoTransient) else None
+        if retry_after is None:
+            retry_after = BACKOFF_BASE * 2 ** (attempt - 1)
+        return min(retry_after, self._max_retry_after)
+
+    # -- work items -------------------------------------------------------------------------
+
+    def get_work_item(self, work_item_id: int | str) -> dict[str, Any]:
+        return dict(self.request("GET", path(Api.WORK_ITEM, id=work_item_id)))
+
+    def create_work_item(self, project: str, work_item_type: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        url = path(Api.CREATE_WORK_ITEM, project=project, type=work_item_type)
+        return dict(self.request("POST", url, json=ops, content_type=JSON_PATCH))
+
+    def update_work_item(self, work_item_id: int | str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        url = path(Api.WORK_ITEM, id=work_item_id)
+        return dict(self.request("PATCH", url, json=ops, content_type=JSON_PATCH))
+
+    def get_work_item_type_states(self, project: str, work_item_type: str) -> list[dict[str, Any]]:
+        url = path(Api.WORK_ITEM_TYPE_STATES, project=project, type=work_item_type)
+        return _values(self.request("GET", url))
+
+    def get_work_item_type_categories(self, project: str) -> list[dict[str, Any]]:
+        return _values(self.request("GET", path(Api.WORK_ITEM_TYPE_CATEGORIES, project=project)))
+
+    def search_work_items(self, text: str, top: int = 25) -> list[dict[str, Any]]:
+        """Org-wide work item search; results carry lower-cased field keys with string values."""
+        url = self._account_url(self.settings.ado_search_url)
+        body = {"searchText": text, "$top": top, "$skip": 0, "filters": {}}
+        answer = self.request("POST", url, json=body, retry=True)
+        return list(answer.get("results") or []) if isinstance(answer, dict) else []
+
+    # -- projects and repositories ----------------------------------------------------------
+
+    def iter_projects(self) -> Iterator[dict[str, Any]]:
+        """Every well-formed project: follows `x-ms-continuationtoken`, else pages with $top/$skip."""
+        token: str | None = None
+        skip = 0
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"stateFilter": "wellFormed", "$top": PAGE_SIZE}
+            if token is not None:
+                params["continuationToken"] = token
+            elif skip:
+                params["$skip"] = skip
+            body, resp = self._exchange("GET", Api.PROJECTS, params=params)
+            page = _values(body)
+            yield from page
+            next_token = resp.headers.get("x-ms-continuationtoken")
+            if next_token:
+                if next_token in seen:
+                    return
+                seen.add(next_token)
+                token = next_token
+                continue
+            if token is not None or len(page) < PAGE_SIZE:
+                return
+            skip += len(page)
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        return list(self.iter_projects())
+
+    def get_project(self, project: str) -> dict[str, Any]:
+        return dict(self.request("GET", path(Api.PROJECT, project=project)))
+
+    def list_repositories(self, project: str | None = None) -> list[dict[str, Any]]:
+        url = path(Api.PROJECT_REPOSITORIES, project=project) if project else Api.REPOSITORIES
+        return _values(self.request("GET", url))
+
+    def get_repository(self, project: str | None, repo: str) -> dict[str, Any]:
+        template = Api.PROJECT_REPOSITORY if project else Api.REPOSITORY
+        url = path(template, project=project or "", repo=repo)
+        return dict(self.request("GET", url))
+
+    # -- service hook subscriptions ---------------------------------------------------------
+
+    def create_subscription(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", Api.SUBSCRIPTIONS, json=body))
+
+    def get_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", path(Api.SUBSCRIPTION, id=subscription_id)))
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self.request("DELETE", path(Api.SUBSCRIPTION, id=subscription_id))
+
+    def query_subscriptions(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        answer = self.request("POST", Api.SUBSCRIPTIONS_QUERY, json=body, retry=True)
+        return list(answer.get("results") or []) if isinstance(answer, dict) else []
+
+    # -- users ------------------------------------------------------------------------------
+
+    def iter_graph_users(self) -> Iterator[dict[str, Any]]:
+        """Every user of the organization, following `X-MS-ContinuationToken` across pages."""
+        url = self._account_url(self.settings.ado_graph_users_url)
+        token: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params = {"continuationToken": token} if token else None
+            body, resp = self._exchange("GET", url, params=params, api_version=GRAPH_API_VERSION)
+            yield from _values(body)
+            token = resp.headers.get("X-MS-ContinuationToken")
+            if not token or token in seen:
+                return
+            seen.add(token)
+
+    def _account_url(self, template: str) -> str:
+        if not self.account_name:
+            raise InvalidInput("account_name is required for this Azure DevOps call", field="account_name")
+        return template.replace("{account_name}", quote(self.account_name, safe=""))
+
+
+def _values(body: Any) -> list[dict[str, Any]]:
+    value = body.get("value") if isinstance(body, dict) else None
+    return list(value) if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Organization URL discovery (reference/ado-api.md §5, reference/sentry-vsts.md §9.7).
+
+
+class _NoAuth:
+    """Sends no Authorization header (for lookups made without a credential)."""
+
+    def header(self) -> str:
+        return ""
+
+    def on_unauthorized(self) -> bool:
+        return False
+
+
+def lookup_base_url(
+    account_id: str,
+    *,
+    session: requests.Session | None = None,
+    settings: Settings | None = None,
+    auth: Auth | None = None,
+) -> str:
+    """The instance URL (`locationUrl`, ending in `/`) of the ADO account `account_id`.
+
+    Raises:
+        AdoNotFound: the answer has no usable `locationUrl`.
+        AdoError: the lookup failed.
+    """
+    settings = settings or config.settings()
+    url = settings.ado_account_lookup_url.replace("{account_id}", quote(account_id, safe=""))
+    parts = urlsplit(url)
+    client = AdoClient(
+        base_url=f"{parts.scheme}://{parts.netloc}/",
+        auth=auth or _NoAuth(),
+        settings=settings,
+        session=session,
+    )
+    body = client.request("GET", url, api_version=LOOKUP_API_VERSION)
+    location = body.get("locationUrl") if isinstance(body, dict) else None
+    if not isinstance(location, str) or not location.startswith("https://"):
+        raise AdoNotFound(f"Azure DevOps account lookup for {account_id} returned no usable locationUrl")
+    return location if location.endswith("/") else location + "/"
+
+
+def checked_domain_name(domain_name: str | None, account_id: str, lookup: Callable[[str], str]) -> tuple[str, bool]:
+    """The instance URL to use, and whether it changed (so the caller saves it).
+
+    A stored value like `https://dev.azure.com/org/` is kept; anything else (e.g. a bare
+    `org.visualstudio.com`) is replaced by `lookup(account_id)`. Pure apart from `lookup`.
+    """
+    if domain_name and DOMAIN_NAME.match(domain_name):
+        return domain_name, False
+    found = lookup(account_id)
+    if not found:
+        raise AdoNotFound(f"Azure DevOps account lookup for {account_id} returned no URL")
+    return found, True

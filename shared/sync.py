@@ -1,0 +1,82 @@
+"""Sync decisions: what an inbound change does to a group. Pure: no network or storage access.
+
+Reference: sentry-vsts.md §5.4 (done-state logic) and §6.1 (inbound assignee), with two fixes:
+states that cannot be read never become a decision (the caller raises instead), and a per-project
+override lists the states that resolve and unresolve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+from typing import Any, Literal
+
+from shared.models import Activity, Group, GroupChange, GroupState, Link
+
+Action = Literal["resolve", "unresolve", "noop"]
+DONE_CATEGORIES = frozenset({"Resolved", "Completed", "Closed"})
+PROVIDER = {"provider": "Azure DevOps", "provider_key": "vsts"}
+
+
+def done_states(states: list[dict[str, Any]]) -> list[str]:
+    """Names of the states whose category counts as done."""
+    return sorted(str(s["name"]) for s in states if s.get("category") in DONE_CATEGORIES and s.get("name"))
+
+
+def status_action(old: str | None, new: str | None, done: Collection[str],
+                  override: dict[str, Any] | None = None) -> Action:
+    """Resolve, unresolve or leave a group for a state change `old` → `new`."""
+    if not new:
+        return "noop"
+    if override:
+        if new in (override.get("resolve") or []):
+            return "resolve"
+        if new in (override.get("unresolve") or []):
+            return "unresolve"
+        return "noop"
+    should_resolve = old not in done and new in done
+    should_unresolve = new not in done or old is None
+    if should_resolve and should_unresolve:
+        return "noop"  # a brand-new item created in a done state: the reference treats it as a conflict
+    if should_resolve:
+        return "resolve"
+    if should_unresolve:
+        return "unresolve"
+    return "noop"
+
+
+def inbound_change(
+    state: GroupState,
+    link: Link,
+    *,
+    rev: int,
+    integration_id: str,
+    action: Action | None,
+    assignee: str | Literal[False] | None,
+    assignee_note: str | None = None,
+) -> GroupChange:
+    """The change one delivery makes to one linked group.
+
+    `assignee` is the user to assign, None to deassign, or False for "no assignee change";
+    `assignee_note` records why an assignment was not made. A delivery older than the last applied
+    revision of this link changes nothing.
+    """
+    if rev < link.last_rev:
+        return GroupChange()
+    group: Group = state.group
+    new = group
+    activity: list[Activity] = []
+    source = {**PROVIDER, "integration_id": integration_id, "key": link.key, "rev": rev}
+    target = {"resolve": "resolved", "unresolve": "unresolved"}.get(action or "noop")
+    if target and group.status != target:
+        new = replace(new, status=target)
+        activity.append(Activity(kind=f"set_{target}", data=source))
+    if assignee is not False and assignee != group.assignee:
+        new = replace(new, assignee=assignee, assignment_source=integration_id)
+        activity.append(Activity(kind="assigned" if assignee else "unassigned",
+                                 data={**source, "assignee": assignee}))
+    if assignee_note:
+        activity.append(Activity(kind="assignee_not_synced", data={**source, "reason": assignee_note}))
+    links = [replace(link, last_rev=rev)] if rev != link.last_rev else []
+    changed_group = replace(new, version=group.version + 1) if new != group else None
+    return GroupChange(group=changed_group, links=links, activity=activity)

@@ -1,0 +1,92 @@
+"""Validation of API bodies: each helper returns a typed value or raises InvalidInput naming the field.
+
+Pure: no I/O. Field errors are 422; a body that is not JSON at all is a 400 (see shared.http).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.errors import InvalidInput
+
+MAX_TEXT = 32_000
+_MISSING = object()
+
+
+def invalid(name: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{name}: {message}", field=name, status=422)
+
+
+def text(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = MAX_TEXT,
+         allow_empty: bool = False) -> str | None:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise invalid(name, "is required")
+        return None
+    if not isinstance(value, str):
+        raise invalid(name, "must be a string")
+    if not allow_empty and not value.strip():
+        raise invalid(name, "must not be empty")
+    if len(value) > max_len:
+        raise invalid(name, f"must be at most {max_len} characters")
+    return value
+
+
+def required_text(body: dict[str, Any], name: str, *, max_len: int = MAX_TEXT) -> str:
+    value = text(body, name, max_len=max_len)
+    assert value is not None
+    return value
+
+
+def choice(body: dict[str, Any], name: str, options: Iterable[str], *, required: bool = True) -> str | None:
+    options = tuple(options)
+    value = text(body, name, required=required)
+    if value is not None and value not in options:
+        raise invalid(name, f"must be one of {', '.join(options)}")
+    return value
+
+
+def flag(body: dict[str, Any], name: str, default: bool | None = None) -> bool | None:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(name, "must be true or false")
+    return value
+
+
+def text_list(body: dict[str, Any], name: str, *, required: bool = False, max_items: int = 200,
+              max_len: int = 512) -> list[str]:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise invalid(name, "is required")
+        return []
+    if not isinstance(value, list) or len(value) > max_items:
+        raise invalid(name, f"must be a list of at most {max_items} strings")
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > max_len:
+            raise invalid(name, f"must contain non-empty strings of at most {max_len} characters")
+    return list(value)
+
+
+def mapping(body: dict[str, Any], name: str, *, required: bool = False) -> dict[str, Any] | None:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise invalid(name, "is required")
+        return None
+    if not isinstance(value, dict):
+        raise invalid(name, "must be an object")
+    return value
+
+
+def number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(name, "must be a number")
+    return float(value)

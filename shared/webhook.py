@@ -1,0 +1,159 @@
+"""Parsing and authentication of Azure DevOps service-hook deliveries.
+
+Pure: no network or storage access. `parse` validates the envelope before anything is looked up;
+`credential` extracts the shared secret (basic-auth password or `shared-secret` header).
+Payload reference: ado-api.md §3 (resourceVersion 1.0: identities are "Name <email>" strings).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import InvalidInput
+
+MAX_BODY = 2 * 1024 * 1024
+WORKITEM_UPDATED = "workitem.updated"
+_EMAIL_IN_BRACKETS = re.compile(r"<(.*)>")
+_BARE_EMAIL = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Change:
+    """A `{oldValue, newValue}` change record; `new` is None when ADO sent no newValue."""
+
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The parts of a delivery the sync uses."""
+
+    event_type: str
+    collection_id: str
+    delivery_id: str
+    work_item_id: str | None
+    project_id: str | None
+    work_item_type: str | None
+    rev: int
+    state: Change | None
+    assigned_to: Change | None
+
+
+def parse(body: bytes) -> Delivery:
+    """Validate the envelope: 413 when too large, 400 when not JSON or missing required parts."""
+    if len(body) > MAX_BODY:
+        raise InvalidInput("Payload too large", status=413)
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise InvalidInput("Payload is not valid JSON") from error
+    if not isinstance(payload, dict):
+        raise InvalidInput("Payload must be a JSON object")
+    event_type = payload.get("eventType")
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidInput("Payload has no eventType", field="eventType")
+    collection_id = _get(payload, "resourceContainers", "collection", "id")
+    if not isinstance(collection_id, str | int) or isinstance(collection_id, bool) or not str(collection_id):
+        raise InvalidInput("Payload has no resourceContainers.collection.id", field="resourceContainers")
+    resource = payload.get("resource")
+    resource = resource if isinstance(resource, dict) else {}
+    fields = resource.get("fields")
+    fields = fields if isinstance(fields, dict) else {}
+    revision_fields = _get(resource, "revision", "fields")
+    revision_fields = revision_fields if isinstance(revision_fields, dict) else {}
+    project_id = _get(payload, "resourceContainers", "project", "id")
+    wit = revision_fields.get("System.WorkItemType")
+    return Delivery(
+        event_type=event_type,
+        collection_id=str(collection_id),
+        delivery_id=_delivery_id(payload, body),
+        work_item_id=_work_item_id(resource.get("workItemId")),
+        project_id=project_id if isinstance(project_id, str) and project_id else None,
+        work_item_type=wit if isinstance(wit, str) and wit else None,
+        rev=_rev(resource),
+        state=_change(fields.get("System.State")),
+        assigned_to=_change(fields.get("System.AssignedTo")),
+    )
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The secret the delivery carries: the basic-auth password, else the `shared-secret` header."""
+    auth = headers.get("authorization") or ""
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        password = decoded.partition(":")[2]
+        if password:
+            return password
+    header = headers.get("shared-secret")
+    return header or None
+
+
+def email_of(value: Any) -> str | None:
+    """The e-mail in an AssignedTo value: "Name <email>", a bare address, or an identity object."""
+    if isinstance(value, dict):
+        for key in ("uniqueName", "mailAddress"):
+            candidate = value.get(key)
+            if isinstance(candidate, str) and _BARE_EMAIL.match(candidate.strip()):
+                return candidate.strip()
+        display = value.get("displayName")
+        return email_of(display) if isinstance(display, str) else None
+    if not isinstance(value, str):
+        return None
+    match = _EMAIL_IN_BRACKETS.search(value)
+    if match:
+        found = match.group(1).strip()
+        return found if _BARE_EMAIL.match(found) else None
+    return value.strip() if _BARE_EMAIL.match(value.strip()) else None
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _change(record: Any) -> Change | None:
+    if not isinstance(record, dict) or not record:
+        return None
+    return Change(old=record.get("oldValue"), new=record.get("newValue"))
+
+
+def _work_item_id(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        return value
+    return None
+
+
+def _rev(resource: dict[str, Any]) -> int:
+    for value in (resource.get("rev"), _get(resource, "revision", "rev"), _get(resource, "fields", "System.Rev",
+                                                                                "newValue")):
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+            return value
+    return 0
+
+
+def _delivery_id(payload: dict[str, Any], body: bytes) -> str:
+    """ADO's event id plus a digest of the body: a redelivery is identical, another event is not."""
+    event_id = payload.get("id")
+    prefix = str(event_id)[:64] if isinstance(event_id, str | int) else "none"
+    return f"{prefix}.{hashlib.sha256(body).hexdigest()[:32]}"

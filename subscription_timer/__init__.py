@@ -1,0 +1,20 @@
+"""Timer trigger: the six-hourly kickoff that queues a subscription check for each due link."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import lifecycle
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("subscription_timer")
+@bp.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def subscription_timer(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.info("kickoff.past_due")
+    lifecycle.kickoff()

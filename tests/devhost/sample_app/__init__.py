@@ -1,0 +1,1 @@
+"""A small function app for the devhost tests (every trigger kind the devhost runs)."""

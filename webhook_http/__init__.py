@@ -1,0 +1,17 @@
+"""HTTP trigger: the Azure DevOps service-hook receiver, `POST /api/vsts/issue-updated`."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared import inbound
+from shared.http import respond
+
+bp = func.Blueprint()
+
+
+@bp.function_name("webhook_http")
+@bp.route(route="vsts/issue-updated", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def webhook_http(req: func.HttpRequest) -> func.HttpResponse:
+    body = req.get_body() or b""
+    return respond(lambda: inbound.handle(body, req.headers), event="webhook")
