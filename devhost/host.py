@@ -24,11 +24,11 @@ from devhost.functions import Function, Result
 from devhost.http_server import Router, Server
 from devhost.queues import QueueClients, QueuePoller
 from devhost.settings import (
+    BINDING_DEFAULTS,
     HostError,
     QueueOptions,
     function_timeout,
     load_host_json,
-    BINDING_DEFAULTS,
     load_local_settings,
     missing_from,
     resolve,

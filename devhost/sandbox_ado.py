@@ -15,11 +15,19 @@ from types import FrameType
 
 from devhost.sandbox import SandboxAdo
 
-__all__ = ["SandboxAdo", "main"]
+__all__ = ["SandboxAdo", "main", "seed"]
 
 DEFAULT_ACCOUNT_ID = "00000000-0000-4000-8000-00000000a001"
 DEFAULT_PROJECT_ID = "00000000-0000-4000-8000-00000000b001"
 DEFAULT_PAT = "sandbox-pat-0000000000000000000000000000"
+
+
+def seed(sandbox: SandboxAdo, org: str = "sandbox", account_id: str = DEFAULT_ACCOUNT_ID) -> str:
+    """One organization with a project, a user and a PAT (returned): what a newcomer plays with."""
+    sandbox.add_organization(org, account_id)
+    sandbox.add_project(org, "Sandbox", DEFAULT_PROJECT_ID)
+    sandbox.add_user(org, "Sandbox User", "sandbox.user@example.com")
+    return sandbox.add_pat(org, DEFAULT_PAT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sandbox = SandboxAdo(host=args.host, port=args.port, state_dir=args.state_dir)
-    sandbox.add_organization(args.org, args.account_id)
-    sandbox.add_project(args.org, "Sandbox", DEFAULT_PROJECT_ID)
-    sandbox.add_user(args.org, "Sandbox User", "sandbox.user@example.com")
-    pat = sandbox.add_pat(args.org, DEFAULT_PAT)
+    pat = seed(sandbox, args.org, args.account_id)
 
     stop = threading.Event()
 

@@ -17,12 +17,16 @@ Key design (PartitionKey / RowKey), chosen so every hot path is a point read or 
 | Repositories     | org id                    | repo id                             | repository                 |
 | Deliveries       | account id                | notification id                     | webhook deduplication      |
 | Cache            | account id                | `<kind>|<key>`                      | ADO lookups with expiry    |
+| OutboundPushes   | `<org id>|<group id>`     | `<account id>|<wi id>|<kind>`       | pushed version + lease     |
 
 - The webhook reads the integration partition (integration + org links) in one query, the linked
   groups of a work item in one WorkItemLinks partition, and each group with its links in one query.
 - A group, its links and its activity share a partition, so a change and its activity are written
   in one transaction: no half-applied change, and ETags guard every read-modify-write.
 - A user and its e-mail index rows share a partition and are replaced in one transaction.
+- An outbound push (tracker → ADO) of one kind of change for one link holds a lease on its
+  OutboundPushes row and records the group version it pushed, so pushes never overlap and a late
+  message never overwrites a newer state.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
 from shared import storage
-from shared.errors import Conflict
+from shared.errors import Conflict, TransientError
 from shared.keys import check_id, escape, join
 from shared.models import (
     Activity,
@@ -723,3 +727,93 @@ def cache_get(account_id: str, key: str, *, now: float | None = None) -> Any | N
 def cache_put(account_id: str, key: str, value: Any, *, ttl: float) -> None:
     _upsert(CACHE, {"PartitionKey": account_id, "RowKey": escape(key), "value": _dumps(value),
                     "expires": time.time() + ttl})
+
+
+def cache_put_many(account_id: str, values: dict[str, Any], *, ttl: float) -> None:
+    """Cache many values of one integration in transactions of 100 (one round trip per 100)."""
+    expires = time.time() + ttl
+    ops: list[Any] = [("upsert", {"PartitionKey": account_id, "RowKey": escape(key), "value": _dumps(value),
+                                  "expires": expires}) for key, value in values.items()]
+    for start in range(0, len(ops), 100):
+        with storage.translated():
+            _table(CACHE).submit_transaction(ops[start:start + 100])
+
+
+# --- outbound pushes (tracker → ADO) -----------------------------------------------------------
+
+PUSHES = "OutboundPushes"
+PUSH_LEASE = 180.0
+
+
+@dataclass
+class PushClaim:
+    """A held lease on pushing one kind of change of one link; `pushed` is the version pushed before."""
+
+    partition: str
+    row: str
+    token: str
+    pushed: int
+
+
+def claim_push(
+    org_id: str, group_id: str, account_id: str, key: str, kind: str, *, version: int,
+    lease: float = PUSH_LEASE, now: float | None = None,
+) -> PushClaim | None:
+    """Lease the push of `kind` for the link, or None when a version >= `version` was already pushed.
+
+    Raises TransientError (with the lease's remaining time as `retry_after`) while another push of
+    the same link and kind holds an unexpired lease.
+    """
+    partition, row = join(org_id, group_id), join(account_id, key, kind)
+    for _ in range(MAX_ATTEMPTS):
+        moment = time.time() if now is None else now
+        entity = _get(PUSHES, partition, row)
+        pushed = int(entity.get("pushed", 0)) if entity else 0
+        if pushed >= version:
+            return None
+        held_until = float(entity.get("lease_until") or 0) if entity else 0.0
+        if entity is not None and entity.get("lease") and held_until > moment:
+            raise TransientError(f"another push of work item {key} ({kind}) is in progress",
+                                 retry_after=held_until - moment)
+        token = uuid.uuid4().hex
+        new = {"PartitionKey": partition, "RowKey": row, "pushed": pushed, "lease": token,
+               "lease_until": moment + lease}
+        try:
+            with storage.translated():
+                if entity is None:
+                    _table(PUSHES).create_entity(new)
+                else:
+                    _table(PUSHES).update_entity(new, **_if_match(_etag(entity)))
+            return PushClaim(partition=partition, row=row, token=token, pushed=pushed)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            continue
+    raise Conflict(f"push of work item {key} ({kind}) contended too often")
+
+
+def finish_push(claim: PushClaim, *, version: int | None) -> None:
+    """Release the lease; with `version`, record it as pushed (the recorded version never goes down)."""
+    for _ in range(MAX_ATTEMPTS):
+        entity = _get(PUSHES, claim.partition, claim.row)
+        if entity is None:
+            return
+        mine = entity.get("lease") == claim.token
+        pushed = int(entity.get("pushed", 0))
+        recorded = max(pushed, version or 0)
+        if not mine and recorded == pushed:
+            return
+        new = {"PartitionKey": claim.partition, "RowKey": claim.row, "pushed": recorded,
+               "lease": None if mine else entity.get("lease"),
+               "lease_until": 0.0 if mine else entity.get("lease_until")}
+        try:
+            with storage.translated():
+                _table(PUSHES).update_entity(new, **_if_match(_etag(entity)))
+            return
+        except (ResourceModifiedError, ResourceNotFoundError):
+            continue
+    raise Conflict("outbound push record contended too often")
+
+
+def pushed_version(org_id: str, group_id: str, account_id: str, key: str, kind: str) -> int:
+    """The group version whose `kind` was last pushed to work item `key` (0: never)."""
+    entity = _get(PUSHES, join(org_id, group_id), join(account_id, key, kind))
+    return int(entity.get("pushed", 0)) if entity else 0

@@ -291,9 +291,7 @@ def _git(state: State, org: Org, project: str | None, api: list[str], req: Reque
         if org.git_unauthorized:
             return ok(_NOT_AUTHORIZED.payload(), 401)
         proj = state.project(org, project) if project else None
-        repos = [
-            r for r in org.repositories.values() if r.accessible and (proj is None or r.project_id == proj.id)
-        ]
+        repos = [r for r in org.repositories.values() if r.accessible and (proj is None or r.project_id == proj.id)]
         if len(api) == 1:
             value = [render.repository(state.base_url, org, r) for r in sorted(repos, key=lambda r: r.name.lower())]
             return ok({"count": len(value), "value": value})

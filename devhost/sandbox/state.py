@@ -436,9 +436,7 @@ class State:
                 "WorkItemFieldInvalidTreeNameException",
             )
 
-    def _emit(
-        self, org: Org, event_type: str, item: WorkItem, changes: dict[str, Any] | None, actor: User
-    ) -> None:
+    def _emit(self, org: Org, event_type: str, item: WorkItem, changes: dict[str, Any] | None, actor: User) -> None:
         subs = [s for s in org.subscriptions.values() if hooks.wants(s, event_type, item, changes)]
         if not subs:
             return
@@ -452,8 +450,14 @@ class State:
         for sub in subs:
             sub.notifications += 1
             payload = render.event(
-                self.base_url, org, sub, event_id=event_id, event_type=event_type, item=item,
-                resource=resource, actor=actor,
+                self.base_url,
+                org,
+                sub,
+                event_id=event_id,
+                event_type=event_type,
+                item=item,
+                resource=resource,
+                actor=actor,
             )
             inputs = sub.data.get("consumerInputs") or {}
             self.publish(
@@ -473,9 +477,7 @@ class State:
     def subscription(self, org: Org, sub_id: str) -> Subscription:
         sub = org.subscriptions.get(sub_id.lower())
         if sub is None:
-            raise ApiError(
-                404, f"Subscription '{sub_id}' was not found.", "SubscriptionNotFoundException"
-            )
+            raise ApiError(404, f"Subscription '{sub_id}' was not found.", "SubscriptionNotFoundException")
         return sub
 
     def add_subscription(self, org: Org, body: Any) -> Subscription:
@@ -524,8 +526,16 @@ class State:
     def _search_hit(self, org: Org, item: WorkItem, text: str) -> dict[str, Any]:
         proj = org.projects[item.project_id]
         keys = (
-            "System.Id", "System.WorkItemType", "System.Title", "System.AssignedTo", "System.State",
-            "System.Tags", "System.CreatedDate", "System.ChangedDate", "System.AreaPath", "System.TeamProject",
+            "System.Id",
+            "System.WorkItemType",
+            "System.Title",
+            "System.AssignedTo",
+            "System.State",
+            "System.Tags",
+            "System.CreatedDate",
+            "System.ChangedDate",
+            "System.AreaPath",
+            "System.TeamProject",
         )
         values = {**item.fields, "System.Id": item.id, "System.Rev": item.rev}
         title = str(item.fields.get("System.Title", ""))

@@ -1,0 +1,113 @@
+"""The `workitem.updated` service hook: its create body, its health, and creating/replacing it.
+
+Each integration has one organization-wide hook that delivers to `WEBHOOK_URL` with a fresh shared
+secret (as basic-auth password and `shared-secret` header). Only the secret's SHA-256 is stored;
+the secret itself goes to ADO and is then forgotten. Does network I/O through an `AdoClient`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared import secrets
+from shared.ado_client import AdoClient
+from shared.config import settings
+from shared.errors import AdoError, AdoNotFound, AdoTransient, ConfigError
+
+log = logging.getLogger(__name__)
+
+HEALTHY = "enabled"
+# Statuses a new subscription fixes (ado-api.md §1.3); `disabledByUser` is a person's decision.
+REPLACEABLE = frozenset({"onProbation", "disabledBySystem", "disabledByInactiveIdentity"})
+MISSING = "missing"
+BASIC_AUTH_USER = "ado-sync"
+
+
+@dataclass(frozen=True)
+class Created:
+    """A subscription just created: its id, status and the hash of its secret (never the secret)."""
+
+    id: str
+    status: str
+    secret_hash: str
+
+
+def webhook_url() -> str:
+    """`WEBHOOK_URL`, checked to be an absolute http(s) URL (ADO refuses anything else)."""
+    url = settings().webhook_url
+    if not url:
+        raise ConfigError(
+            "WEBHOOK_URL is not set: the service hook needs the public URL of this app's webhook route "
+            "(https://<app>/api/vsts/issue-updated). Set WEBHOOK_URL and retry."
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError("WEBHOOK_URL must be an absolute https URL of this app's webhook route.")
+    return url
+
+
+def hook_body(url: str, secret: str) -> dict[str, Any]:
+    """The create body (reference/sentry-vsts.md §7.1, ado-api.md §1.2); org-wide: no publisher inputs."""
+    return {
+        "publisherId": "tfs",
+        "eventType": "workitem.updated",
+        "resourceVersion": "1.0",
+        "consumerId": "webHooks",
+        "consumerActionId": "httpRequest",
+        "publisherInputs": {},
+        "consumerInputs": {
+            "url": url,
+            "basicAuthUsername": BASIC_AUTH_USER,
+            "basicAuthPassword": secret,
+            "httpHeaders": f"shared-secret:{secret}",
+            "resourceDetailsToSend": "all",
+            "messagesToSend": "none",
+            "detailedMessagesToSend": "none",
+        },
+    }
+
+
+def status(client: AdoClient, subscription_id: str | None) -> str:
+    """The subscription's ADO status, or `MISSING` when there is none (no id, or ADO answers 404)."""
+    if not subscription_id:
+        return MISSING
+    try:
+        found = client.get_subscription(subscription_id)
+    except AdoNotFound:
+        return MISSING
+    value = found.get("status")
+    return value if isinstance(value, str) and value else HEALTHY
+
+
+def create(client: AdoClient, url: str) -> Created:
+    """Create a hook with a fresh secret. ADO's error messages are scrubbed of the secret."""
+    secret = secrets.new_secret()
+    try:
+        answer = client.create_subscription(hook_body(url, secret))
+    except AdoError as error:
+        if secret in error.message:
+            error.message = error.message.replace(secret, "***")
+            error.args = (error.message,)
+        raise
+    sub_id = answer.get("id")
+    if not isinstance(sub_id, str) or not sub_id:
+        raise AdoError("Azure DevOps created a service hook but returned no id")
+    found = answer.get("status")
+    return Created(id=sub_id, status=found if isinstance(found, str) and found else HEALTHY,
+                   secret_hash=secrets.hash_secret(secret))
+
+
+def delete_quietly(client: AdoClient, subscription_id: str | None) -> None:
+    """Delete a subscription we no longer use; failures are logged and ignored (best effort)."""
+    if not subscription_id:
+        return
+    try:
+        client.delete_subscription(subscription_id)
+    except AdoNotFound:
+        pass
+    except (AdoError, AdoTransient) as error:
+        log.warning("subscription.delete_failed", extra={"subscription_id": subscription_id,
+                                                          "error": type(error).__name__})

@@ -1,0 +1,79 @@
+"""The function index: what the Functions host sees when it imports function_app.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HTTP = {
+    "webhook_http": ("vsts/issue-updated", ["POST"]),
+    "health": ("health", ["GET"]),
+    "manage_integration_put": ("manage/integrations/{account_id}", ["PUT"]),
+    "manage_integration_get": ("manage/integrations/{account_id}", ["GET"]),
+    "manage_org_config_put": ("manage/integrations/{account_id}/organizations/{org_id}/config", ["PUT"]),
+    "manage_ado_repositories": ("manage/integrations/{account_id}/repositories", ["GET"]),
+    "manage_issue_create": ("manage/integrations/{account_id}/organizations/{org_id}/issues", ["POST"]),
+    "manage_issue_link": ("manage/integrations/{account_id}/organizations/{org_id}/issues/link", ["POST"]),
+    "manage_search": ("manage/integrations/{account_id}/search", ["GET"]),
+    "manage_user_put": ("manage/organizations/{org_id}/users/{user_id}", ["PUT"]),
+    "manage_user_get": ("manage/organizations/{org_id}/users/{user_id}", ["GET"]),
+    "manage_group_put": ("manage/organizations/{org_id}/groups/{group_id}", ["PUT"]),
+    "manage_group_patch": ("manage/organizations/{org_id}/groups/{group_id}", ["PATCH"]),
+    "manage_group_get": ("manage/organizations/{org_id}/groups/{group_id}", ["GET"]),
+    "manage_repository_put": ("manage/organizations/{org_id}/repositories/{repo_id}", ["PUT"]),
+    "manage_repository_get": ("manage/organizations/{org_id}/repositories/{repo_id}", ["GET"]),
+}
+QUEUES = {"subscription_check": "subscription-check", "migrate_repo": "migrate-repo",
+          "sync_outbound": "sync-outbound"}
+TIMERS = {"subscription_timer": "%SUBSCRIPTION_SCHEDULE%"}
+
+INDEX_SCRIPT = """
+import json, sys
+import azure.functions as func
+import function_app
+apps = [v for v in vars(function_app).values() if isinstance(v, func.FunctionRegister)]
+assert len(apps) == 1, apps
+print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())["bindings"]
+                  for f in apps[0].get_functions()}))
+"""
+
+
+def index() -> dict[str, list[dict]]:
+    """Index the app in a fresh interpreter with only the app root on the path and no settings."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "PYTHONPATH")}
+    result = subprocess.run([sys.executable, "-c", INDEX_SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_index_has_exactly_the_expected_functions() -> None:
+    functions = index()
+    assert set(functions) == set(HTTP) | set(QUEUES) | set(TIMERS)
+
+    for name, (route, methods) in HTTP.items():
+        trigger = functions[name][0]
+        assert trigger["type"] == "httpTrigger", name
+        assert trigger["route"] == route, name
+        assert sorted(trigger["methods"]) == methods, name
+        assert trigger["authLevel"] == "ANONYMOUS", name
+        assert functions[name][1]["type"] == "http"
+
+    for name, queue in QUEUES.items():
+        (trigger,) = functions[name]
+        assert trigger["type"] == "queueTrigger"
+        assert trigger["queueName"] == queue
+        assert trigger["connection"] == "AzureWebJobsStorage"
+        assert trigger["name"] == "msg"
+
+    for name, schedule in TIMERS.items():
+        (trigger,) = functions[name]
+        assert trigger["type"] == "timerTrigger"
+        assert trigger["schedule"] == schedule
+        assert trigger["runOnStartup"] is False
+        assert trigger["useMonitor"] is True
