@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from shared import secrets
 from shared.ado_client import AdoClient
 from shared.config import settings
-from shared.errors import AdoError, AdoNotFound, AdoTransient, ConfigError
+from shared.errors import AdoError, AdoNotFound, BundleError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,6 @@ def delete_quietly(client: AdoClient, subscription_id: str | None) -> None:
         client.delete_subscription(subscription_id)
     except AdoNotFound:
         pass
-    except (AdoError, AdoTransient) as error:
+    except BundleError as error:
         log.warning("subscription.delete_failed", extra={"subscription_id": subscription_id,
                                                           "error": type(error).__name__})

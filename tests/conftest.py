@@ -84,3 +84,52 @@ def sandbox_ado() -> Iterator[object]:
 
 _SANDBOX_SETTINGS = ("REQUESTS_CA_BUNDLE", "ADO_TOKEN_URL", "ADO_ACCOUNT_LOOKUP_URL", "ADO_SEARCH_URL",
                      "ADO_GRAPH_USERS_URL", "ADO_CLIENT_ID", "ADO_CLIENT_SECRET")
+
+
+MANAGE_KEY = "e2e-manage-key-0123456789abcdef"
+
+
+class Bundle:
+    """The real function_app served by the devhost over HTTP, for end-to-end tests."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def api(self, method: str, path: str, body: object = None, *, key: str | None = MANAGE_KEY,
+            **kwargs: object) -> tuple[int, object]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = self.http.request(method, f"{self.url}/api/{path.lstrip('/')}", json=body, headers=headers,
+                                     timeout=60, **kwargs)  # type: ignore[arg-type]
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = response.text
+        return response.status_code, payload
+
+    def run_function(self, name: str, message: str | None = None) -> int:
+        body = {"input": message} if message is not None else {}
+        return self.http.post(f"{self.url}/admin/functions/{name}", json=body, timeout=30).status_code
+
+
+@pytest.fixture(scope="session")
+def bundle(azurite: azurite_process.Azurite, sandbox_ado: object) -> Iterator[Bundle]:
+    """function_app.py on the devhost (HTTP, queues, timers), on Azurite and the sandbox ADO."""
+    import socket
+
+    from devhost.host import Host
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    host = Host(port=port, poll_interval_cap=0.2, settings={
+        "AzureWebJobsStorage": azurite.connection_string,
+        "MANAGE_API_KEY": MANAGE_KEY,
+        "WEBHOOK_URL": f"http://127.0.0.1:{port}/api/vsts/issue-updated",
+    })
+    host.start()
+    yield Bundle(host.url)
+    host.stop()
