@@ -15,11 +15,11 @@ ADO answers 401).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import deps, migrate, store, subscription
+from shared import deps, storage, store, subscription
 from shared import validate as v
 from shared.ado_auth import auth_for
 from shared.ado_client import AdoClient, checked_domain_name, lookup_base_url
@@ -29,6 +29,7 @@ from shared.errors import (
     AdoError,
     AdoTransient,
     IdentityInvalid,
+    InvalidInput,
     NotFound,
     Unprocessable,
 )
@@ -45,6 +46,10 @@ ACCESS_HELP = (
     "third-party application access via OAuth is enabled for the Azure DevOps organization, and that "
     "the installing identity has project administrator rights (needed to create service hooks)."
 )
+MIGRATE_QUEUE = "migrate-repo"
+MIGRATED_PROVIDER = "integrations:vsts"
+LEGACY_PROVIDERS = ("visualstudio", MIGRATED_PROVIDER)
+MIGRATE_BATCH = 50
 BOOLEAN_KEYS = ("sync_status_reverse", "sync_forward_assignment", "sync_reverse_assignment", "sync_comments")
 
 
@@ -77,7 +82,7 @@ def install(account_id: str, body: dict[str, Any]) -> Reply:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
 
     store.save_identity(account_id, pending.identity)
-    integration = _save_integration(Integration(
+    _save_integration(Integration(
         account_id=account_id, account_name=account_name, domain_name=domain, status="active",
         subscription_id=hook.id, secret_hash=hook.secret_hash, subscription_status=hook.status,
         last_checked=old.last_checked if old and hook.reused else None,
@@ -89,10 +94,9 @@ def install(account_id: str, body: dict[str, Any]) -> Reply:
     store.ensure_organization(org_id)
     store.save_org_link(OrgLink(account_id=account_id, org_id=org_id, status="active",
                                 config=config if config is not None else (known.config if known else {})))
-    queued = migrate.queue_legacy_repositories(account_id, org_id)
+    queued = queue_legacy_repositories(account_id, org_id)
     log.info("install.done", extra={"account_id": account_id, "organization_id": org_id,
                                     "subscription_reused": hook.reused, "repositories_queued": queued})
-    del integration
     return integration_view(account_id)
 
 
@@ -155,6 +159,17 @@ def client_for(integration: Integration) -> AdoClient:
     return deps.ado_client(integration)
 
 
+def queue_legacy_repositories(account_id: str, org_id: str) -> int:
+    """Queue one migration per legacy repository of `org_id` without an integration; returns the count."""
+    items = [{"repo_id": repo.repo_id, "integration_id": account_id, "organization_id": org_id}
+             for repo in store.list_repositories(org_id)
+             if repo.provider in LEGACY_PROVIDERS and not repo.integration_id]
+    for start in range(0, len(items), MIGRATE_BATCH):
+        chunk = items[start:start + MIGRATE_BATCH]
+        storage.send(MIGRATE_QUEUE, chunk[0] if len(chunk) == 1 else {"items": chunk})
+    return len(items)
+
+
 def view(state: IntegrationState) -> dict[str, Any]:
     item = state.integration
     assert item is not None
@@ -184,11 +199,11 @@ def iso(timestamp: float | None) -> str | None:
 
 
 def parse_identity(body: dict[str, Any]) -> Identity:
-    kind = v.choice(body, "kind", ("oauth", "pat"))
     try:
+        kind = v.choice(body, "kind", ("oauth", "pat"))
         access_token = v.required_text(body, "access_token", max_len=MAX_TOKEN)
         refresh_token = v.text(body, "refresh_token", required=False, max_len=MAX_TOKEN)
-    except Exception as error:
+    except InvalidInput as error:
         raise _nested("identity", error) from None
     if kind == "pat" and refresh_token:
         raise v.invalid("identity.refresh_token", "is only used with kind oauth")
@@ -221,7 +236,7 @@ def parse_config(body: dict[str, Any]) -> dict[str, Any]:
                *BOOLEAN_KEYS}
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise v.invalid(f"config.{unknown[0]}", "is not a known setting")
+        raise v.invalid(unknown[0], "is not a known setting")
     config: dict[str, Any] = {}
     for key in BOOLEAN_KEYS:
         config[key] = bool(v.flag(body, key, default=False))
@@ -247,7 +262,7 @@ def _status_mapping(value: Any) -> dict[str, dict[str, str]]:
         raise v.invalid(name, 'must be a mapping {"<project id>": {"on_resolve", "on_unresolve"}}')
     mapping: dict[str, dict[str, str]] = {}
     for project, states in value.items():
-        check_id(project, name)
+        _project_key(project, name)
         if not isinstance(states, dict):
             raise v.invalid(name, "Resolve and unresolve status are required.")
         on_resolve, on_unresolve = states.get("on_resolve"), states.get("on_unresolve")
@@ -267,40 +282,48 @@ def _inbound_status(value: Any) -> dict[str, dict[str, list[str]]]:
         raise v.invalid(name, 'must be a mapping {"<project id>": {"resolve": [...], "unresolve": [...]}}')
     result: dict[str, dict[str, list[str]]] = {}
     for project, lists in value.items():
-        check_id(project, name)
+        _project_key(project, name)
         if not isinstance(lists, dict) or set(lists) - {"resolve", "unresolve"}:
             raise v.invalid(name, "each project needs an object with resolve and unresolve lists")
         try:
             result[str(project)] = {key: v.text_list(lists, key) for key in ("resolve", "unresolve")}
-        except Exception as error:
+        except InvalidInput as error:
             raise _nested(name, error) from None
     return result
 
 
-def _nested(prefix: str, error: Exception) -> Exception:
-    field = getattr(error, "field", None)
-    if field is None:
+def _nested(prefix: str, error: InvalidInput) -> InvalidInput:
+    if error.field is None:
         return error
-    message = getattr(error, "message", str(error)).split(": ", 1)[-1]
-    return v.invalid(f"{prefix}.{field}", message)
+    return v.invalid(f"{prefix}.{error.field}", error.message.split(": ", 1)[-1])
+
+
+def _project_key(project: str, name: str) -> str:
+    if not project.strip() or len(project) > 256:
+        raise v.invalid(name, "project ids must be non-empty strings of at most 256 characters")
+    return project
 
 
 # --- the service hook at install time ------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class _Hook:
-    def __init__(self, sub_id: str, status: str, secret_hash: str, *, reused: bool) -> None:
-        self.id, self.status, self.secret_hash, self.reused = sub_id, status, secret_hash, reused
+    id: str
+    status: str
+    secret_hash: str
+    reused: bool
 
 
 def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
     """Reuse the integration's enabled hook, else create one (ADO refusals become a clear 422)."""
     try:
         if old is not None and old.subscription_id and old.secret_hash:
-            found = subscription.status(client, old.subscription_id)
-            if found == subscription.HEALTHY:
-                return _Hook(old.subscription_id, found, old.secret_hash, reused=True)
-            log.info("install.subscription.replacing", extra={"account_id": old.account_id, "status": found})
+            found = subscription.observe(client, old.subscription_id)
+            if found.status == subscription.HEALTHY and found.url == url:
+                return _Hook(old.subscription_id, found.status, old.secret_hash, True)
+            log.info("install.subscription.replacing",
+                     extra={"account_id": old.account_id, "status": found.status, "same_url": found.url == url})
         created = subscription.create(client, url)
     except (AdoAuthError, AdoBadRequest) as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
@@ -308,7 +331,7 @@ def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
         if error.http_status in (400, 401, 403) or "permission" in error.message.lower():
             raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
         raise
-    return _Hook(created.id, created.status, created.secret_hash, reused=False)
+    return _Hook(created.id, created.status, created.secret_hash, False)
 
 
 def _save_integration(new: Integration) -> Integration:

@@ -1,8 +1,8 @@
 """Tracker-side group changes, and the `sync-outbound` messages they produce.
 
 A change made in the tracker (PATCH of a group) is applied to the group with its activity in one
-transaction; then one message per linked work item is queued, for each kind of change the
-organization's link allows. Changes that came from Azure DevOps are applied by the webhook, never
+transaction; then one message per linked work item is queued, for each requested kind of change
+the organization's link allows. Changes that came from Azure DevOps are applied by the webhook, never
 through here, so they are not echoed back.
 """
 
@@ -46,9 +46,12 @@ def change_group_from_tracker(org_id: str, group_id: str, changes: dict[str, Any
         return GroupChange(group=replace(new, version=group.version + 1), activity=activity)
 
     state = store.change_group(org_id, group_id, decide)
-    if state is None or not changed_kinds:
+    if state is None:
         return []
-    messages = planned_messages(org_id, group_id, state, changed_kinds)
+    # Queue every requested kind, changed now or by an earlier attempt whose send failed: the
+    # handler skips versions it already pushed, so a retried PATCH still reaches Azure DevOps.
+    requested = [kind for kind in KINDS if kind in changes]
+    messages = planned_messages(org_id, group_id, state, requested)
     for message in messages:
         storage.send(QUEUE, message)
     return messages

@@ -13,6 +13,7 @@ activity and complete the message. Reference: sentry-vsts.md §6.2, §6.3.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ def _push(msg: OutboundMessage, integration: Integration, org_link: OrgLink) -> 
     if state is None or link is None:
         log.info("outbound.link_missing", extra=_extra(msg))
         return None
-    client = _lazy_client(integration)
+    client = functools.cache(lambda: deps.ado_client(integration))
     try:
         if msg.kind == "status":
             _push_status(client, msg, org_link, state, link)
@@ -177,7 +178,8 @@ def _push(msg: OutboundMessage, integration: Integration, org_link: OrgLink) -> 
         raise
     except BundleError as error:
         log.warning("outbound.failed", extra={**_extra(msg), "error": type(error).__name__})
-        _record(msg, f"outbound_{msg.kind}_failed", {"error": type(error).__name__, "detail": error.message})
+        _record(msg, f"outbound_{msg.kind}_failed", {"error": type(error).__name__, "detail": error.message},
+                state)
         return None
     return state.group.version
 
@@ -186,10 +188,10 @@ def _push_status(client: Callable[[], AdoClient], msg: OutboundMessage, org_link
                  state: GroupState, link: Link) -> None:
     plan = status_plan(org_link.config, link, state.group)
     if plan.ops is None:
-        _record(msg, "outbound_status_skipped", plan.detail)
+        _record(msg, "outbound_status_skipped", plan.detail, state)
         return
     client().update_work_item(link.key, plan.ops)
-    _record(msg, "outbound_status", plan.detail)
+    _record(msg, "outbound_status", plan.detail, state)
 
 
 def _push_assignee(client: Callable[[], AdoClient], msg: OutboundMessage, state: GroupState, link: Link) -> None:
@@ -202,27 +204,19 @@ def _push_assignee(client: Callable[[], AdoClient], msg: OutboundMessage, state:
         user = store.get_user(group.org_id, group.assignee)
         ado_user = find_ado_user(client, msg.integration_id, user.emails if user else [])
         if ado_user is None:
-            _record(msg, "outbound_assignee_skipped", {"reason": NO_ADO_USER, "assignee": group.assignee})
+            _record(msg, "outbound_assignee_skipped", {"reason": NO_ADO_USER, "assignee": group.assignee}, state)
             return
     ops = assignee_ops(ado_user)
     client().update_work_item(link.key, ops)
-    _record(msg, "outbound_assignee", {"assignee": group.assignee, "ado_user": ops[0].get("value")})
+    _record(msg, "outbound_assignee", {"assignee": group.assignee, "ado_user": ops[0].get("value")}, state)
 
 
-def _record(msg: OutboundMessage, kind: str, data: dict[str, Any]) -> None:
+def _record(msg: OutboundMessage, kind: str, data: dict[str, Any], known: GroupState) -> None:
+    """Add an activity to the group (first try under the etags just read; a lost race re-reads)."""
     activity = Activity(kind=kind, data={"integration_id": msg.integration_id, "key": msg.key, **data})
-    store.change_group(msg.organization_id, msg.group_id, lambda state: GroupChange(activity=[activity]))
+    store.change_group(msg.organization_id, msg.group_id, lambda state: GroupChange(activity=[activity]),
+                       known=known)
 
-
-def _lazy_client(integration: Integration) -> Callable[[], AdoClient]:
-    made: list[AdoClient] = []
-
-    def get() -> AdoClient:
-        if not made:
-            made.append(deps.ado_client(integration))
-        return made[0]
-
-    return get
 
 
 def _extra(msg: OutboundMessage) -> dict[str, Any]:

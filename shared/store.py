@@ -17,6 +17,7 @@ Key design (PartitionKey / RowKey), chosen so every hot path is a point read or 
 | Repositories     | org id                    | repo id                             | repository                 |
 | Deliveries       | account id                | notification id                     | webhook deduplication      |
 | Cache            | account id                | `<kind>|<key>`                      | ADO lookups with expiry    |
+|                  | `~kickoff`                | six-hour slot start (unix seconds)  | kickoff progress per slot  |
 | OutboundPushes   | `<org id>|<group id>`     | `<account id>|<wi id>|<kind>`       | pushed version + lease     |
 
 - The webhook reads the integration partition (integration + org links) in one query, the linked
@@ -753,6 +754,7 @@ class PushClaim:
     row: str
     token: str
     pushed: int
+    etag: str | None = None
 
 
 def claim_push(
@@ -781,17 +783,31 @@ def claim_push(
         try:
             with storage.translated():
                 if entity is None:
-                    _table(PUSHES).create_entity(new)
+                    written = _table(PUSHES).create_entity(new)
                 else:
-                    _table(PUSHES).update_entity(new, **_if_match(_etag(entity)))
-            return PushClaim(partition=partition, row=row, token=token, pushed=pushed)
+                    written = _table(PUSHES).update_entity(new, **_if_match(_etag(entity)))
+            etag = written.get("etag") if isinstance(written, dict) else None
+            return PushClaim(partition=partition, row=row, token=token, pushed=pushed, etag=etag)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             continue
     raise Conflict(f"push of work item {key} ({kind}) contended too often")
 
 
 def finish_push(claim: PushClaim, *, version: int | None) -> None:
-    """Release the lease; with `version`, record it as pushed (the recorded version never goes down)."""
+    """Release the lease; with `version`, record it as pushed (the recorded version never goes down).
+
+    The first attempt writes under the claim's own etag without reading (nobody else writes a row
+    whose lease is held); a lost race falls back to read-modify-write.
+    """
+    if claim.etag:
+        new = {"PartitionKey": claim.partition, "RowKey": claim.row, "pushed": max(claim.pushed, version or 0),
+               "lease": None, "lease_until": 0.0}
+        try:
+            with storage.translated():
+                _table(PUSHES).update_entity(new, **_if_match(claim.etag))
+            return
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
     for _ in range(MAX_ATTEMPTS):
         entity = _get(PUSHES, claim.partition, claim.row)
         if entity is None:
@@ -817,3 +833,49 @@ def pushed_version(org_id: str, group_id: str, account_id: str, key: str, kind: 
     """The group version whose `kind` was last pushed to work item `key` (0: never)."""
     entity = _get(PUSHES, join(org_id, group_id), join(account_id, key, kind))
     return int(entity.get("pushed", 0)) if entity else 0
+
+
+# --- subscription kickoff: streaming scan and per-slot progress --------------------------------
+
+KICKOFF_PARTITION = "~kickoff"  # `~` sorts after every account id and is never one
+SCAN_FIELDS = ["PartitionKey", "RowKey", "status", "subscription_id", "last_checked"]
+
+
+@dataclass(frozen=True)
+class KickoffProgress:
+    """How far the kickoff of one six-hour slot got: the last (account id, RowKey) queued, and done."""
+
+    account_id: str
+    row_key: str
+    done: bool = False
+
+
+def scan_integrations(start_account: str | None = None, page_size: int = 1000) -> Iterator[TableEntity]:
+    """Integration and org-link rows (only the kickoff's fields), from `start_account` on, page by page.
+
+    Sorted by account id then RowKey, so an integration row comes right before its org links.
+    """
+    flt = "RowKey ne @identity"
+    params = {"identity": RK_IDENTITY}
+    if start_account is not None:
+        flt += " and PartitionKey ge @start"
+        params["start"] = start_account
+    with storage.translated():
+        pages = _table(INTEGRATIONS).query_entities(
+            flt, parameters=params, select=SCAN_FIELDS, results_per_page=page_size
+        ).by_page()
+        for page in pages:
+            yield from page
+
+
+def get_kickoff_progress(slot: int) -> KickoffProgress | None:
+    entity = _get(CACHE, KICKOFF_PARTITION, str(slot))
+    if entity is None:
+        return None
+    return KickoffProgress(account_id=entity.get("account_id", ""), row_key=entity.get("row_key", ""),
+                           done=bool(entity.get("done")))
+
+
+def put_kickoff_progress(slot: int, progress: KickoffProgress) -> None:
+    _upsert(CACHE, {"PartitionKey": KICKOFF_PARTITION, "RowKey": str(slot), "account_id": progress.account_id,
+                    "row_key": progress.row_key, "done": progress.done})

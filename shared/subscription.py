@@ -70,16 +70,26 @@ def hook_body(url: str, secret: str) -> dict[str, Any]:
     }
 
 
-def status(client: AdoClient, subscription_id: str | None) -> str:
-    """The subscription's ADO status, or `MISSING` when there is none (no id, or ADO answers 404)."""
+@dataclass(frozen=True)
+class Observed:
+    """What ADO says about a subscription: its status (`MISSING` when gone) and delivery URL."""
+
+    status: str
+    url: str | None = None
+
+
+def observe(client: AdoClient, subscription_id: str | None) -> Observed:
+    """The subscription's ADO status and URL; `MISSING` when there is none (no id, or a 404)."""
     if not subscription_id:
-        return MISSING
+        return Observed(MISSING)
     try:
         found = client.get_subscription(subscription_id)
     except AdoNotFound:
-        return MISSING
+        return Observed(MISSING)
     value = found.get("status")
-    return value if isinstance(value, str) and value else HEALTHY
+    inputs = found.get("consumerInputs")
+    url = inputs.get("url") if isinstance(inputs, dict) else None
+    return Observed(value if isinstance(value, str) and value else HEALTHY, url if isinstance(url, str) else None)
 
 
 def create(client: AdoClient, url: str) -> Created:

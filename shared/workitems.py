@@ -9,6 +9,7 @@ of a second work item. ADO failures become answers a user can act on: a rule err
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -279,16 +280,6 @@ def project_id(client: Callable[[], AdoClient], account_id: str, name: str) -> s
     return found
 
 
-def _lazy_client(integration: Integration) -> Callable[[], AdoClient]:
-    made: list[AdoClient] = []
-
-    def get() -> AdoClient:
-        if not made:
-            made.append(deps.ado_client(integration))
-        return made[0]
-
-    return get
-
 
 # --- handlers ------------------------------------------------------------------------------------
 
@@ -303,7 +294,7 @@ def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
     if existing is not None:
         log.info("workitems.create.already_linked", extra={"account_id": account_id, "key": existing.key})
         return Reply(body=issue_view(existing))
-    client = _lazy_client(integration)
+    client = functools.cache(lambda: deps.ado_client(integration))
     with ado_errors("create a work item"):
         type_name = work_item_type_name(client, account_id, request.project, request.work_item_type)
         item = client().create_work_item(request.project, type_name, request.ops)
@@ -339,7 +330,7 @@ def link_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
     key = str(int(key))
     integration, _ = linked_integration(account_id, org_id)
     _group(org_id, group_id)
-    client = _lazy_client(integration)
+    client = functools.cache(lambda: deps.ado_client(integration))
     try:
         with ado_errors("read the work item"):
             item = client().get_work_item(key)

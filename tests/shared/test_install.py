@@ -1,0 +1,352 @@
+"""Install, integration view, org config and ADO repository listing, against Azurite and the sandbox ADO."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from shared import install, secrets, storage, store
+from shared.ado_client import AdoClient
+from shared.ado_auth import PatAuth
+from shared.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
+from shared.models import Identity, Integration, Repository
+
+pytestmark = pytest.mark.usefixtures("azurite")
+
+WEBHOOK = "https://sync.example.test/api/vsts/issue-updated"
+
+
+@dataclass
+class Ado:
+    sandbox: Any
+    name: str
+    account_id: str
+    project_id: str
+    pat: str
+    org_id: str
+
+    def body(self, **changes: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"account_name": self.name, "organization_id": self.org_id,
+                                "identity": {"kind": "pat", "access_token": self.pat}}
+        body.update(changes)
+        return body
+
+    def client(self) -> AdoClient:
+        return AdoClient(base_url=self.sandbox.instance_url(self.name), auth=PatAuth(self.pat))
+
+    def hooks(self) -> list[dict[str, Any]]:
+        return list(self.sandbox.subscriptions(self.name))
+
+
+@pytest.fixture
+def ado(sandbox_ado: Any, env: pytest.MonkeyPatch, uid: str) -> Ado:
+    env.setenv("WEBHOOK_URL", WEBHOOK)
+    name = f"org{uid}"
+    account_id = sandbox_ado.add_organization(name, f"acct-{uid}")
+    project_id = sandbox_ado.add_project(name, "ProjectA")
+    return Ado(sandbox_ado, name, account_id, project_id, sandbox_ado.add_pat(name), f"tracker-{uid}")
+
+
+def drain(queue_name: str) -> list[dict[str, Any]]:
+    """Receive and delete every message of a queue; batches are flattened into their items."""
+    client = storage.queue(queue_name)
+    found: list[dict[str, Any]] = []
+    while True:
+        messages = list(client.receive_messages(messages_per_page=32, visibility_timeout=30, max_messages=32))
+        if not messages:
+            return found
+        for message in messages:
+            text = message.content
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = json.loads(base64.b64decode(text))
+            found.extend(body["items"] if "items" in body else [body])
+            client.delete_message(message)
+
+
+def partition_rows(account_id: str) -> list[dict[str, Any]]:
+    return [dict(e) for e in storage.table(store.INTEGRATIONS).query_entities(
+        "PartitionKey eq @pk", parameters={"pk": account_id})]
+
+
+def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> None:
+    reply = install.install(ado.account_id, ado.body())
+
+    [hook] = ado.hooks()
+    inputs = hook["consumerInputs"]
+    secret = inputs["basicAuthPassword"]
+    assert (hook["publisherId"], hook["eventType"], hook["resourceVersion"]) == ("tfs", "workitem.updated", "1.0")
+    assert (hook["consumerId"], hook["consumerActionId"]) == ("webHooks", "httpRequest")
+    assert inputs["url"] == WEBHOOK
+    assert inputs["httpHeaders"] == f"shared-secret:{secret}"
+    assert (inputs["resourceDetailsToSend"], inputs["messagesToSend"]) == ("all", "none")
+    assert not hook["publisherInputs"].get("projectId")
+
+    integration = store.get_integration(ado.account_id)
+    assert integration is not None
+    assert integration.account_name == ado.name
+    assert integration.domain_name == ado.sandbox.instance_url(ado.name)
+    assert integration.subscription_id == hook["id"]
+    assert integration.status == "active"
+    assert secrets.matches(secret, integration.secret_hash)
+    assert secret not in json.dumps(partition_rows(ado.account_id), default=str)
+    link = store.get_org_link(ado.account_id, ado.org_id)
+    assert link is not None and link.status == "active"
+
+    view = reply.body
+    assert reply.status == 200
+    assert view["account_id"] == ado.account_id
+    assert view["subscription"]["id"] == hook["id"]
+    assert view["subscription"]["status"] == "enabled"
+    assert view["organizations"] == [{"organization_id": ado.org_id, "status": "active", "config": {}}]
+    shown = json.dumps(view)
+    assert secret not in shown and ado.pat not in shown and integration.secret_hash not in shown
+
+
+def test_reinstall_reuses_an_enabled_hook(ado: Ado) -> None:
+    install.install(ado.account_id, ado.body())
+    [first] = ado.hooks()
+    before = store.get_integration(ado.account_id)
+
+    install.install(ado.account_id, ado.body(organization_id=ado.org_id + "-2"))
+
+    assert [h["id"] for h in ado.hooks()] == [first["id"]]
+    after = store.get_integration(ado.account_id)
+    assert after is not None and before is not None
+    assert (after.subscription_id, after.secret_hash) == (before.subscription_id, before.secret_hash)
+    assert len(store.read_integration(ado.account_id).links) == 2
+
+
+@pytest.mark.parametrize("damage", ["missing", "disabledBySystem", "disabledByUser"])
+def test_reinstall_replaces_a_missing_or_disabled_hook(ado: Ado, damage: str) -> None:
+    install.install(ado.account_id, ado.body())
+    [old] = ado.hooks()
+    if damage == "missing":
+        ado.client().delete_subscription(old["id"])
+    else:
+        ado.sandbox.set_subscription_status(ado.name, old["id"], damage)
+
+    install.install(ado.account_id, ado.body())
+
+    [new] = ado.hooks()
+    assert new["id"] != old["id"] and new["status"] == "enabled"
+    integration = store.get_integration(ado.account_id)
+    assert integration is not None and integration.subscription_id == new["id"]
+    assert secrets.matches(new["consumerInputs"]["basicAuthPassword"], integration.secret_hash)
+
+
+def test_reinstall_replaces_a_hook_pointing_at_an_old_webhook_url(ado: Ado, env: pytest.MonkeyPatch) -> None:
+    install.install(ado.account_id, ado.body())
+    env.setenv("WEBHOOK_URL", "https://moved.example.test/api/vsts/issue-updated")
+    from shared import config
+    config.reset()
+
+    install.install(ado.account_id, ado.body())
+
+    [hook] = ado.hooks()
+    assert hook["consumerInputs"]["url"] == "https://moved.example.test/api/vsts/issue-updated"
+
+
+@pytest.mark.parametrize("domain", [None, "orgname.visualstudio.com", "http://insecure.example/"])
+def test_domain_name_is_looked_up_when_missing_or_malformed(ado: Ado, domain: str | None) -> None:
+    body = ado.body(domain_name=domain) if domain else ado.body()
+
+    install.install(ado.account_id, body)
+
+    integration = store.get_integration(ado.account_id)
+    assert integration is not None and integration.domain_name == ado.sandbox.instance_url(ado.name)
+
+
+def test_a_refused_hook_creation_is_explained_and_leaves_nothing(ado: Ado) -> None:
+    bad = ado.body(domain_name=ado.sandbox.instance_url(ado.name),
+                   identity={"kind": "pat", "access_token": "not-a-known-pat"})
+
+    with pytest.raises(Unprocessable) as caught:
+        install.install(ado.account_id, bad)
+
+    assert "third-party application access via OAuth" in caught.value.message
+    assert "project administrator" in caught.value.message
+    assert "not-a-known-pat" not in caught.value.message
+    assert caught.value.status == 422
+    assert partition_rows(ado.account_id) == []
+    assert ado.hooks() == []
+
+    install.install(ado.account_id, ado.body())
+    assert len(ado.hooks()) == 1
+    assert store.get_integration(ado.account_id) is not None
+
+
+def test_a_403_on_hook_creation_leaves_nothing(ado: Ado, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: AdoClient, body: dict[str, Any]) -> dict[str, Any]:
+        raise AdoAuthError("Azure DevOps refused our credential (HTTP 403)", http_status=403)
+
+    monkeypatch.setattr(AdoClient, "create_subscription", refuse)
+    with pytest.raises(Unprocessable, match="Please ensure"):
+        install.install(ado.account_id, ado.body())
+    assert partition_rows(ado.account_id) == []
+
+    monkeypatch.undo()
+    install.install(ado.account_id, ado.body())
+    assert store.get_integration(ado.account_id) is not None
+
+
+def test_a_reinstall_refused_by_ado_keeps_the_working_integration(ado: Ado) -> None:
+    install.install(ado.account_id, ado.body())
+    before = store.load_identity(ado.account_id)
+    [hook] = ado.hooks()
+    ado.sandbox.set_subscription_status(ado.name, hook["id"], "disabledBySystem")
+
+    with pytest.raises(Unprocessable):
+        install.install(ado.account_id, ado.body(identity={"kind": "pat", "access_token": "revoked"}))
+
+    after = store.load_identity(ado.account_id)
+    assert before is not None and after is not None and after[0].access_token == ado.pat
+    integration = store.get_integration(ado.account_id)
+    assert integration is not None and integration.subscription_id == hook["id"]
+
+
+def test_install_without_webhook_url_writes_nothing(ado: Ado, env: pytest.MonkeyPatch) -> None:
+    env.delenv("WEBHOOK_URL")
+    from shared import config
+    config.reset()
+    ado.sandbox.reset_calls()
+
+    with pytest.raises(ConfigError, match="WEBHOOK_URL is not set"):
+        install.install(ado.account_id, ado.body())
+
+    assert partition_rows(ado.account_id) == []
+    assert not [c for c in ado.sandbox.calls if ado.name in c["path"]]
+
+
+def test_post_install_queues_one_migration_per_legacy_repository(ado: Ado) -> None:
+    drain("migrate-repo")
+    org = ado.org_id
+    store.put_repository(Repository(org, "legacy", "ProjectA/one", "visualstudio", "1"))
+    store.put_repository(Repository(org, "vsts", "ProjectA/two", "integrations:vsts", "2"))
+    store.put_repository(Repository(org, "done", "ProjectA/three", "integrations:vsts", "3", integration_id="x"))
+    store.put_repository(Repository(org, "github", "acme/four", "github", "4"))
+
+    install.install(ado.account_id, ado.body())
+
+    mine = [m for m in drain("migrate-repo") if m.get("organization_id") == org]
+    assert sorted(m["repo_id"] for m in mine) == ["legacy", "vsts"]
+    assert {m["integration_id"] for m in mine} == {ado.account_id}
+
+
+def test_oauth_identity_is_stored_with_its_expiry(ado: Ado) -> None:
+    token = ado.sandbox.issue_token(ado.name)
+    identity = {"kind": "oauth", "access_token": token["access_token"], "refresh_token": token["refresh_token"],
+                "expires_at": "2031-01-02T03:04:05Z"}
+
+    install.install(ado.account_id, ado.body(identity=identity))
+
+    loaded = store.load_identity(ado.account_id)
+    assert loaded is not None
+    assert loaded[0].kind == "oauth" and loaded[0].refresh_token == token["refresh_token"]
+    assert loaded[0].expires_at == datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"account_name": ""}, "account_name"),
+    ({"organization_id": None}, "organization_id"),
+    ({"identity": None}, "identity"),
+    ({"identity": {"kind": "ssh", "access_token": "x"}}, "identity.kind"),
+    ({"identity": {"kind": "pat"}}, "identity.access_token"),
+    ({"identity": {"kind": "pat", "access_token": "x", "refresh_token": "y"}}, "identity.refresh_token"),
+    ({"identity": {"kind": "oauth", "access_token": "x", "expires_at": "soon"}}, "identity.expires_at"),
+    ({"config": {"sync_status_forward": {"p1": {"on_resolve": "", "on_unresolve": "Active"}}}},
+     "sync_status_forward"),
+    ({"config": {"sync_comments": "yes"}}, "sync_comments"),
+    ({"config": {"sync_everything": True}}, "sync_everything"),
+])
+def test_invalid_bodies_are_rejected_before_anything_happens(ado: Ado, change: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        install.install(ado.account_id, ado.body(**change))
+    assert caught.value.status == 422
+    assert caught.value.field == field
+    assert partition_rows(ado.account_id) == []
+
+
+def test_org_config_is_validated_and_replaced(ado: Ado) -> None:
+    config = {"sync_status_forward": {ado.project_id: {"on_resolve": "Resolved", "on_unresolve": "Active"}},
+              "sync_status_reverse": True, "sync_reverse_assignment": True,
+              "inbound_status": {ado.project_id: {"resolve": ["Closed"], "unresolve": ["New"]}}}
+    install.install(ado.account_id, ado.body(config=config))
+    link = store.get_org_link(ado.account_id, ado.org_id)
+    assert link is not None and link.flag("sync_status_reverse") and link.flag("sync_status_forward")
+    assert link.config["inbound_status"][ado.project_id]["resolve"] == ["Closed"]
+
+    with pytest.raises(InvalidInput, match="Resolve and unresolve status are required."):
+        install.put_org_config(ado.account_id, ado.org_id,
+                               {"sync_status_forward": {ado.project_id: {"on_resolve": "Resolved"}}})
+    reply = install.put_org_config(ado.account_id, ado.org_id, {"sync_status_forward": {}, "sync_comments": True})
+
+    assert reply.body["config"]["sync_comments"] is True
+    link = store.get_org_link(ado.account_id, ado.org_id)
+    assert link is not None and not link.flag("sync_status_forward") and not link.flag("sync_status_reverse")
+    assert link.flag("sync_comments")
+    # A re-install without config keeps the link's config.
+    install.install(ado.account_id, ado.body())
+    link = store.get_org_link(ado.account_id, ado.org_id)
+    assert link is not None and link.flag("sync_comments")
+    with pytest.raises(NotFound):
+        install.put_org_config(ado.account_id, "unknown-org", {})
+
+
+def test_view_of_an_unknown_integration_is_404(uid: str) -> None:
+    with pytest.raises(NotFound):
+        install.integration_view(f"nobody-{uid}")
+
+
+def test_ado_repositories_lists_project_and_name(ado: Ado) -> None:
+    repo_id = ado.sandbox.add_repository(ado.name, "ProjectA", "cool-service")
+    install.install(ado.account_id, ado.body())
+
+    reply = install.ado_repositories(ado.account_id)
+
+    assert reply.body == [{"name": "ProjectA/cool-service", "identifier": repo_id}]
+    with pytest.raises(NotFound):
+        install.ado_repositories(f"nobody-{ado.account_id}")
+
+
+def test_ado_repositories_errors_are_clear(ado: Ado) -> None:
+    install.install(ado.account_id, ado.body())
+    ado.sandbox.set_git_unauthorized(ado.name)
+    try:
+        with pytest.raises(AdoError) as caught:
+            install.ado_repositories(ado.account_id)
+    finally:
+        ado.sandbox.set_git_unauthorized(ado.name, False)
+    assert caught.value.status == 502
+    assert "Could not list the repositories" in caught.value.message
+
+
+def test_ado_repositories_when_token_refresh_is_refused(ado: Ado) -> None:
+    install.install(ado.account_id, ado.body())
+    store.save_identity(ado.account_id, Identity(kind="oauth", access_token="expired", refresh_token="refused",
+                                                 expires_at=1.0))
+
+    with pytest.raises(AdoError) as caught:
+        install.ado_repositories(ado.account_id)
+
+    assert caught.value.status == 502
+    assert "Token refresh was refused" in caught.value.message
+
+
+def test_client_for_repairs_and_saves_a_malformed_domain(ado: Ado) -> None:
+    install.install(ado.account_id, ado.body())
+    store.update_integration(ado.account_id, lambda i: Integration(**{**i.__dict__, "domain_name": "x.visualstudio.com"}))
+    integration = store.get_integration(ado.account_id)
+    assert integration is not None
+
+    client = install.client_for(integration)
+
+    assert client.base_url == ado.sandbox.instance_url(ado.name)
+    saved = store.get_integration(ado.account_id)
+    assert saved is not None and saved.domain_name == ado.sandbox.instance_url(ado.name)

@@ -1,0 +1,139 @@
+"""Repository migration (`migrate-repo`) against Azurite and the sandbox ADO."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+from migrate_queue import migrate_repo
+from shared import install, jobs, migrate, store
+from shared.errors import AdoThrottled
+from shared.models import Repository
+
+pytestmark = pytest.mark.usefixtures("azurite")
+
+WEBHOOK = "https://sync.example.test/api/vsts/issue-updated"
+
+
+@pytest.fixture
+def org(sandbox_ado: Any, env: pytest.MonkeyPatch, uid: str) -> dict[str, str]:
+    """An installed integration (account `acct-<uid>`) for tracker organization `tracker-<uid>`."""
+    env.setenv("WEBHOOK_URL", WEBHOOK)
+    name = f"org{uid}"
+    account_id = sandbox_ado.add_organization(name, f"acct-{uid}")
+    sandbox_ado.add_project(name, "ProjectA")
+    pat = sandbox_ado.add_pat(name)
+    install.install(account_id, {"account_name": name, "organization_id": f"tracker-{uid}",
+                                 "identity": {"kind": "pat", "access_token": pat}})
+    return {"name": name, "account_id": account_id, "org_id": f"tracker-{uid}"}
+
+
+def legacy(org: dict[str, str], repo_id: str, name: str, **changes: Any) -> Repository:
+    repo = Repository(org_id=org["org_id"], repo_id=repo_id, name=f"ProjectA/{name}",
+                      provider=changes.pop("provider", "visualstudio"),
+                      external_id=changes.pop("external_id", "ext-" + repo_id),
+                      config=changes.pop("config", {"project": "ProjectA", "name": name}), **changes)
+    store.put_repository(repo)
+    return repo
+
+
+def message(org: dict[str, str], repo_id: str) -> dict[str, str]:
+    return {"repo_id": repo_id, "integration_id": org["account_id"], "organization_id": org["org_id"]}
+
+
+def current(org: dict[str, str], repo_id: str) -> Repository:
+    repo = store.get_repository(org["org_id"], repo_id)
+    assert repo is not None
+    return repo
+
+
+def test_reachable_repository_is_migrated_and_unreachable_one_is_not(sandbox_ado: Any, org: dict[str, str]) -> None:
+    sandbox_ado.add_repository(org["name"], "ProjectA", "cool-service")
+    sandbox_ado.add_repository(org["name"], "ProjectA", "secret-service", accessible=False)
+    legacy(org, "r1", "cool-service", status="disabled")
+    legacy(org, "r2", "secret-service")
+
+    migrate.migrate_repository(message(org, "r1"))
+    migrate.migrate_repository(message(org, "r2"))
+
+    moved = current(org, "r1")
+    assert (moved.integration_id, moved.provider, moved.status) == (org["account_id"], "integrations:vsts", "active")
+    kept = current(org, "r2")
+    assert (kept.integration_id, kept.provider) == (None, "visualstudio")
+
+
+def test_migration_is_idempotent_and_skips_ado_the_second_time(sandbox_ado: Any, org: dict[str, str]) -> None:
+    sandbox_ado.add_repository(org["name"], "ProjectA", "cool-service")
+    legacy(org, "r1", "cool-service")
+    migrate.migrate_repository(message(org, "r1"))
+    first = current(org, "r1")
+    sandbox_ado.reset_calls()
+
+    migrate.migrate_repository(message(org, "r1"))
+
+    assert current(org, "r1") == first
+    assert not [c for c in sandbox_ado.calls if org["name"] in c["path"]]
+
+
+def test_repository_of_another_integration_is_reassigned(
+    sandbox_ado: Any, org: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox_ado.add_repository(org["name"], "ProjectA", "cool-service")
+    legacy(org, "r1", "cool-service", integration_id="someone-else", provider="integrations:vsts")
+
+    with caplog.at_level(logging.INFO, logger="shared.migrate"):
+        migrate.migrate_repository(message(org, "r1"))
+
+    assert current(org, "r1").integration_id == org["account_id"]
+    assert "migrate.repository.reassigned" in [r.message for r in caplog.records]
+
+
+def test_repository_without_project_and_name_is_found_by_listing(sandbox_ado: Any, org: dict[str, str]) -> None:
+    repo_id = sandbox_ado.add_repository(org["name"], "ProjectA", "listed")
+    legacy(org, "r1", "listed", external_id=repo_id, config={})
+    legacy(org, "r2", "absent", config={})
+
+    migrate.migrate_repository(message(org, "r1"))
+    migrate.migrate_repository(message(org, "r2"))
+
+    assert current(org, "r1").integration_id == org["account_id"]
+    assert current(org, "r2").integration_id is None
+
+
+def test_unknown_repository_or_integration_completes_without_change(org: dict[str, str]) -> None:
+    legacy(org, "r1", "cool-service")
+
+    migrate.migrate_repository(message(org, "missing"))
+    migrate.migrate_repository({**message(org, "r1"), "integration_id": "acct-unknown"})
+
+    assert current(org, "r1").integration_id is None
+
+
+def test_throttling_is_retried_by_the_queue_and_other_messages_complete(
+    sandbox_ado: Any, org: dict[str, str]
+) -> None:
+    sandbox_ado.add_repository(org["name"], "ProjectA", "cool-service")
+    legacy(org, "r1", "cool-service")
+    sandbox_ado.inject_fault("429", times=100, path_contains=f"/{org['name']}/", retry_after=0)
+    body = json.dumps(message(org, "r1")).encode()
+    try:
+        for attempt in range(1, 4):  # each dequeue fails; the host moves it to migrate-repo-poison at the limit
+            with pytest.raises(AdoThrottled):
+                migrate_repo(QueueMessage(body=body, dequeue_count=attempt))
+    finally:
+        sandbox_ado.clear_faults()
+    assert current(org, "r1").integration_id is None
+
+    migrate_repo(QueueMessage(body=body, dequeue_count=4))
+    assert current(org, "r1").integration_id == org["account_id"]
+
+
+def test_malformed_messages_complete(org: dict[str, str]) -> None:
+    jobs.run("migrate-repo", b"not json", migrate.migrate_repository)
+    jobs.run("migrate-repo", json.dumps({"repo_id": "a/b", "integration_id": "x", "organization_id": "y"}).encode(),
+             migrate.migrate_repository)
+    jobs.run("migrate-repo", json.dumps({"items": [{"repo_id": 5}]}).encode(), migrate.migrate_repository)
