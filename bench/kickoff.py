@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devhost import azurite  # noqa: E402
-from shared import config, lifecycle, storage, store  # noqa: E402
+from devhost import azurite
+from shared import config, lifecycle, storage, store
 
 
 def seed(start: int, stop: int, now: float) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from shared import install, secrets, storage, store
-from shared.ado_client import AdoClient
 from shared.ado_auth import PatAuth
+from shared.ado_client import AdoClient
 from shared.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
-from shared.models import Identity, Integration, Repository
+from shared.models import Identity, Repository
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
@@ -66,7 +66,7 @@ def drain(queue_name: str) -> list[dict[str, Any]]:
                 body = json.loads(text)
             except ValueError:
                 body = json.loads(base64.b64decode(text))
-            found.extend(body["items"] if "items" in body else [body])
+            found.extend(body.get("items", [body]))
             client.delete_message(message)
 
 
@@ -217,8 +217,9 @@ def test_install_without_webhook_url_writes_nothing(ado: Ado, env: pytest.Monkey
     config.reset()
     ado.sandbox.reset_calls()
 
-    with pytest.raises(ConfigError, match="WEBHOOK_URL is not set"):
+    with pytest.raises(ConfigError, match="WEBHOOK_URL is not set") as caught:
         install.install(ado.account_id, ado.body())
+    assert caught.value.status == 500  # a server setting is missing: not the caller's fault
 
     assert partition_rows(ado.account_id) == []
     assert not [c for c in ado.sandbox.calls if ado.name in c["path"]]
@@ -282,7 +283,7 @@ def test_org_config_is_validated_and_replaced(ado: Ado) -> None:
     assert link is not None and link.flag("sync_status_reverse") and link.flag("sync_status_forward")
     assert link.config["inbound_status"][ado.project_id]["resolve"] == ["Closed"]
 
-    with pytest.raises(InvalidInput, match="Resolve and unresolve status are required."):
+    with pytest.raises(InvalidInput, match=r"Resolve and unresolve status are required\."):
         install.put_org_config(ado.account_id, ado.org_id,
                                {"sync_status_forward": {ado.project_id: {"on_resolve": "Resolved"}}})
     reply = install.put_org_config(ado.account_id, ado.org_id, {"sync_status_forward": {}, "sync_comments": True})
@@ -341,7 +342,7 @@ def test_ado_repositories_when_token_refresh_is_refused(ado: Ado) -> None:
 
 def test_client_for_repairs_and_saves_a_malformed_domain(ado: Ado) -> None:
     install.install(ado.account_id, ado.body())
-    store.update_integration(ado.account_id, lambda i: Integration(**{**i.__dict__, "domain_name": "x.visualstudio.com"}))
+    store.update_integration(ado.account_id, lambda i: replace(i, domain_name="x.visualstudio.com"))
     integration = store.get_integration(ado.account_id)
     assert integration is not None
 

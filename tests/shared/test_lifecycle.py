@@ -38,7 +38,7 @@ def drain(queue_name: str) -> list[dict[str, Any]]:
                 body = json.loads(text)
             except ValueError:
                 body = json.loads(base64.b64decode(text))
-            found.extend(body["items"] if "items" in body else [body])
+            found.extend(body.get("items", [body]))
             client.delete_message(message)
 
 
@@ -268,3 +268,19 @@ def test_check_of_unknown_integration_or_link_changes_nothing(org: dict[str, Any
     lifecycle.check_subscription({"integration_id": "acct-nobody", "organization_id": org["org_id"]})
     lifecycle.check_subscription({"integration_id": org["account_id"], "organization_id": "not-linked"})
     assert integration_of(org) == before
+
+
+def test_kickoff_then_check_repairs_a_system_disabled_hook(org: dict[str, Any], uid: str) -> None:
+    before = integration_of(org)
+    org["sandbox"].set_subscription_status(org["name"], before.subscription_id, "disabledBySystem")
+    drain(lifecycle.QUEUE)
+
+    lifecycle.kickoff(now=future_now(uid))
+    mine = [m for m in drain(lifecycle.QUEUE) if m["integration_id"] == org["account_id"]]
+    assert mine == [{"integration_id": org["account_id"], "organization_id": org["org_id"]}]
+    subscription_check(QueueMessage(body=json.dumps({"items": mine}).encode()))
+
+    after = integration_of(org)
+    [hook] = org["sandbox"].subscriptions(org["name"])
+    assert after.subscription_id == hook["id"] != before.subscription_id
+    assert after.last_checked is not None
