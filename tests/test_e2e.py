@@ -60,6 +60,7 @@ def test_unknown_collection_and_bad_secret_over_http(bundle: Bundle, uid: str) -
     assert bundle.http.get(url, timeout=30).status_code == 405
     assert bundle.http.get(f"{bundle.url}/api/nope", timeout=30).status_code == 404
     status, group = bundle.api("GET", f"manage/organizations/{world.org}/groups/{world.group}")
+    assert status == 200
     assert group["status"] == "unresolved" and group["activity"][-1]["kind"] == "link"
 
 
@@ -157,5 +158,6 @@ def test_disabled_hook_is_repaired_by_the_timer_and_delivers_again(org: Org) -> 
     org.sandbox.update_work_item(org.name, int(key), state="Resolved")
     wait_for(lambda: org.group()["status"] == "resolved", what="the repaired hook to deliver")
     status, view = org.bundle.api("GET", f"manage/integrations/{org.account}")
+    assert status == 200
     assert view["subscription"]["id"] == new[0]["id"]
     assert view["subscription"]["status"] == "enabled"
