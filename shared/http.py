@@ -15,6 +15,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.errors import BundleError, InvalidInput, TransientError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,13 @@ def error_reply(error: BundleError) -> Reply:
     return Reply(status=error.status, body={"detail": error.message}, headers=headers)
 
 
-def respond(handler: Callable[[], Reply], *, event: str) -> func.HttpResponse:
+def respond(handler: Callable[[], Reply], *, event: str, invocation_id: str | None = None) -> func.HttpResponse:
     """Run a handler; map bundle errors to their status and anything else to a bare 500."""
+    with telemetry.invocation(invocation_id):
+        return _respond(handler, event)
+
+
+def _respond(handler: Callable[[], Reply], event: str) -> func.HttpResponse:
     try:
         return to_response(handler())
     except BundleError as error:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared import storage
+from shared import storage, telemetry
 from shared.errors import BundleError, InvalidInput, TransientError
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,14 @@ def decode(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], *, dequeue_count: int = 1) -> None:
+def run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], *, dequeue_count: int = 1,
+        invocation_id: str | None = None) -> None:
     """Handle one queue message (single or batch) with the policy above."""
+    with telemetry.invocation(invocation_id):
+        _run(queue, body, handler, dequeue_count)
+
+
+def _run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], dequeue_count: int) -> None:
     message = decode(body)
     if message is None:
         log.error("queue.message.malformed", extra={"queue": queue, "dequeue_count": dequeue_count})

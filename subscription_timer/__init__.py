@@ -6,7 +6,8 @@ import logging
 
 import azure.functions as func
 
-from shared import lifecycle
+from shared import lifecycle, telemetry
+from shared.telemetry import invocation_id
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -14,7 +15,8 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("subscription_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%", run_on_startup=False, use_monitor=True)
-def subscription_timer(timer: func.TimerRequest) -> None:
-    if timer.past_due:
-        log.info("kickoff.past_due")
-    lifecycle.kickoff()
+def subscription_timer(timer: func.TimerRequest, context: func.Context | None = None) -> None:
+    with telemetry.invocation(invocation_id(context)):
+        if timer.past_due:
+            log.info("kickoff.past_due")
+        lifecycle.kickoff()

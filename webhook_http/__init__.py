@@ -6,12 +6,13 @@ import azure.functions as func
 
 from shared import inbound
 from shared.http import respond
+from shared.telemetry import invocation_id
 
 bp = func.Blueprint()
 
 
 @bp.function_name("webhook_http")
 @bp.route(route="vsts/issue-updated", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-def webhook_http(req: func.HttpRequest) -> func.HttpResponse:
+def webhook_http(req: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
     body = req.get_body() or b""
-    return respond(lambda: inbound.handle(body, req.headers), event="webhook")
+    return respond(lambda: inbound.handle(body, req.headers), event="webhook", invocation_id=invocation_id(context))
