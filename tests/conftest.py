@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,24 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 def uid() -> str:
     """A fresh id, so tests sharing one Azurite never see each other's rows."""
     return uuid.uuid4().hex[:12]
+
+
+def drain(queue_name: str) -> list[dict[str, Any]]:
+    """Receive and delete every message of a queue; batches are flattened into their items."""
+    client = storage.queue(queue_name)
+    found: list[dict[str, Any]] = []
+    while True:
+        messages = list(client.receive_messages(messages_per_page=32, visibility_timeout=30, max_messages=32))
+        if not messages:
+            return found
+        for message in messages:
+            text = message.content
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = json.loads(base64.b64decode(text))
+            found.extend(body.get("items", [body]))
+            client.delete_message(message)
 
 
 def load_fixture(name: str) -> dict:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from conftest import drain
 
 from shared import install, secrets, storage, store
 from shared.ado_auth import PatAuth
@@ -50,24 +50,6 @@ def ado(sandbox_ado: Any, env: pytest.MonkeyPatch, uid: str) -> Ado:
     account_id = sandbox_ado.add_organization(name, f"acct-{uid}")
     project_id = sandbox_ado.add_project(name, "ProjectA")
     return Ado(sandbox_ado, name, account_id, project_id, sandbox_ado.add_pat(name), f"tracker-{uid}")
-
-
-def drain(queue_name: str) -> list[dict[str, Any]]:
-    """Receive and delete every message of a queue; batches are flattened into their items."""
-    client = storage.queue(queue_name)
-    found: list[dict[str, Any]] = []
-    while True:
-        messages = list(client.receive_messages(messages_per_page=32, visibility_timeout=30, max_messages=32))
-        if not messages:
-            return found
-        for message in messages:
-            text = message.content
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = json.loads(base64.b64decode(text))
-            found.extend(body.get("items", [body]))
-            client.delete_message(message)
 
 
 def partition_rows(account_id: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from azure.functions.queue import QueueMessage
+from conftest import drain
 
 from migrate_queue import subscription_check
 from shared import install, lifecycle, secrets, storage, store
@@ -22,24 +23,6 @@ pytestmark = pytest.mark.usefixtures("azurite")
 
 WEBHOOK = "https://sync.example.test/api/vsts/issue-updated"
 HOUR = 3600.0
-
-
-def drain(queue_name: str) -> list[dict[str, Any]]:
-    """Receive and delete every message of a queue; batches are flattened into their items."""
-    client = storage.queue(queue_name)
-    found: list[dict[str, Any]] = []
-    while True:
-        messages = list(client.receive_messages(messages_per_page=32, visibility_timeout=30, max_messages=32))
-        if not messages:
-            return found
-        for message in messages:
-            text = message.content
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = json.loads(base64.b64decode(text))
-            found.extend(body.get("items", [body]))
-            client.delete_message(message)
 
 
 def future_now(uid: str) -> float:
