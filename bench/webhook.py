@@ -30,7 +30,7 @@ from shared.secrets import hash_secret
 
 SECRET = "bench-secret-" + "0" * 51
 PROJECT = "bench-project"
-FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "ado-webhooks"
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ado-webhooks"
 
 
 class Counter:

@@ -16,7 +16,7 @@ from devhost import azurite as azurite_process
 from shared import config, storage
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "ado-webhooks"
+FIXTURES = ROOT / "tests" / "fixtures" / "ado-webhooks"
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import requests
 from devhost.sandbox_ado import SandboxAdo
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "ado-webhooks"
+FIXTURES = ROOT / "tests" / "fixtures" / "ado-webhooks"
 ORG = "fabrikam"
 ACCOUNT_ID = "80ded3e8-3cd3-43b1-9f96-52032624aa3a"
 PATCH_JSON = "application/json-patch+json"
