@@ -6,28 +6,15 @@ Prints the functions it found and the URLs of the HTTP routes; Ctrl-C or SIGTERM
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
+from devhost.console import configure_logging
 from devhost.host import REPO_ROOT, Host
 from devhost.settings import HostError
-
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-class _ExtraFormatter(logging.Formatter):
-    """Appends a record's `extra` fields as `key=value`, so event names keep their context."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
-        if extras:
-            text += " " + " ".join(f"{key}={value}" for key, value in extras.items())
-        return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="also log every storage request")
     args = parser.parse_args(argv)
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(_ExtraFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    if not args.verbose:
-        logging.getLogger("azure").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
 
     stopping = threading.Event()
 

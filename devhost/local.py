@@ -9,7 +9,6 @@ at once; prints what to try; and stops everything on Ctrl-C. Settings already in
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from devhost import azurite
+from devhost.console import configure_logging
 from devhost.host import REPO_ROOT, Host
 from devhost.sandbox_ado import DEFAULT_ACCOUNT_ID, DEFAULT_PROJECT_ID, SandboxAdo, seed
 
@@ -40,8 +40,7 @@ def free(port: int) -> bool:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    configure_logging()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -65,6 +64,8 @@ def main() -> int:
             **sandbox.environment(),
         }
         settings = {k: v for k, v in defaults.items() if k not in os.environ}
+        # Trust the sandbox's CA on top of whatever CAs are trusted already (real Azure DevOps too).
+        settings["REQUESTS_CA_BUNDLE"] = _combined_ca_bundle(sandbox.ca_pem_path)
         host = Host(port=HTTP_PORT, settings=settings)
         host.start()
         key = os.environ.get("MANAGE_API_KEY", DEV_KEY)
@@ -79,6 +80,16 @@ def main() -> int:
         sandbox.stop()
         storage.stop()
     return 0
+
+
+def _combined_ca_bundle(sandbox_ca: str) -> str:
+    import certifi
+
+    existing = os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where()
+    combined = REPO_ROOT / ".sandbox" / "ca-bundle.pem"
+    parts = [Path(existing).read_text() if Path(existing).is_file() else "", Path(sandbox_ca).read_text()]
+    combined.write_text("\n".join(parts))
+    return str(combined)
 
 
 def _install_sandbox(base: str, key: str, pat: str, instance: str) -> str | None:
