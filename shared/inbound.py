@@ -55,7 +55,6 @@ def handle(body: bytes, headers: Mapping[str, str]) -> Reply:
     except BaseException:
         store.release_delivery(integration.account_id, delivery.delivery_id)
         raise
-    store.finish_delivery(integration.account_id, delivery.delivery_id)
     _note_delivery(integration)
     return Reply()
 
@@ -89,7 +88,8 @@ def apply(delivery: webhook.Delivery, integration: Integration, org_links: list[
                 done = _done_states(integration, delivery, state)
             action = _status_action(delivery, done or [], override)
         assignee, note = _assignee_for(org_link, state, email, delivery)
-        decide = functools.partial(_decide, integration.account_id, key, delivery.rev, action, assignee, note)
+        decide = functools.partial(_decide, integration.account_id, key, delivery.rev, delivery.delivery_id,
+                                   action, assignee, note)
         store.change_group(org_id, group_id, decide, known=state)
     log.info("webhook.applied", extra={**context, "groups": len(targets)})
 
@@ -98,6 +98,7 @@ def _decide(
     account_id: str,
     key: str,
     rev: int,
+    delivery_id: str,
     action: sync.Action | None,
     assignee: str | Literal[False] | None,
     note: str | None,
@@ -106,7 +107,8 @@ def _decide(
     link = current.links.get((account_id, key)) if current else None
     if current is None or link is None:
         return GroupChange()
-    return sync.inbound_change(current, link, rev=rev, integration_id=account_id, action=action,
+    return sync.inbound_change(current, link, rev=rev, delivery_id=delivery_id, integration_id=account_id,
+                               action=action,
                                assignee=assignee, assignee_note=note)
 
 
@@ -132,9 +134,8 @@ def _assignee_for(
     if email is None:
         return None, None
     group = state.group
-    for user_id in store.users_with_email(group.org_id, email):
-        user = store.get_user(group.org_id, user_id)
-        if user is not None and group.project_id in user.projects:
+    for user_id, projects in store.members_with_email(group.org_id, email):
+        if group.project_id in projects:
             return user_id, None
     log.info("webhook.assignee.not_found", extra={"work_item": delivery.work_item_id, "group": group.group_id})
     return False, "No user with this verified e-mail is a member of the group's project."

@@ -108,6 +108,7 @@ class Link:
     project_id: str | None = None
     work_item_type: str | None = None
     last_rev: int = 0
+    last_delivery: str = ""
 
 
 @dataclass

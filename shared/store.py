@@ -363,8 +363,8 @@ def put_user(user: User) -> None:
             ops.append(("update", entity, {"mode": UpdateMode.REPLACE, "etag": _etag(existing),
                                            "match_condition": MatchConditions.IfNotModified}))
         ops += [("delete", {"PartitionKey": user.org_id, "RowKey": row}) for row in old_rows - new_rows]
-        ops += [("upsert", {"PartitionKey": user.org_id, "RowKey": row, "user_id": user.user_id})
-                for row in new_rows]
+        ops += [("upsert", {"PartitionKey": user.org_id, "RowKey": row, "user_id": user.user_id,
+                            "projects": _dumps(user.projects)}) for row in new_rows]
         if _transact(USERS, ops):
             return
     raise Conflict(f"user {user.user_id} changed concurrently too often")
@@ -372,10 +372,15 @@ def put_user(user: User) -> None:
 
 def users_with_email(org_id: str, email: str) -> list[str]:
     """Ids of the users of `org_id` with this verified e-mail (case-insensitive)."""
+    return [user_id for user_id, _ in members_with_email(org_id, email)]
+
+
+def members_with_email(org_id: str, email: str) -> list[tuple[str, list[str]]]:
+    """(user id, projects) of the users with this verified e-mail, from the index alone (one query)."""
     low, high = _prefix_range(join("email", escape(email.lower()), ""))
     rows = _query(USERS, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
                   pk=org_id, low=low, high=high)
-    return [row["user_id"] for row in rows]
+    return [(row["user_id"], _loads(row.get("projects"), [])) for row in rows]
 
 
 # --- groups, links, activity -------------------------------------------------------------------
@@ -422,6 +427,7 @@ def _link_entity(link: Link) -> dict[str, Any]:
         "project_id": link.project_id,
         "work_item_type": link.work_item_type,
         "last_rev": link.last_rev,
+        "last_delivery": link.last_delivery,
     }
 
 
@@ -439,6 +445,7 @@ def _link(org_id: str, group_id: str, entity: TableEntity) -> Link:
         project_id=entity.get("project_id"),
         work_item_type=entity.get("work_item_type"),
         last_rev=int(entity.get("last_rev", 0)),
+        last_delivery=entity.get("last_delivery", ""),
     )
 
 
@@ -673,14 +680,15 @@ def update_repository(
 
 
 def claim_delivery(account_id: str, delivery_id: str, *, now: float | None = None) -> bool:
-    """Claim a delivery for processing. False when it was applied, or is being applied right now.
+    """Claim a delivery for processing (one write). False for a copy seen in the last `CLAIM_TIMEOUT` s.
 
-    A claim that was never finished (the process died) goes stale after `CLAIM_TIMEOUT` seconds and
-    may be claimed again; applying a change twice is harmless (per-link revisions).
+    A claim is not marked "done": a copy arriving later is recognised by the linked groups
+    themselves (each link keeps the revision and id of the delivery it applied last, written in the
+    same transaction as the change), so a delivery costs one write here.
     """
     now = time.time() if now is None else now
     row = escape(delivery_id)
-    entity = {"PartitionKey": account_id, "RowKey": row, "done": False, "claimed": now}
+    entity = {"PartitionKey": account_id, "RowKey": row, "claimed": now}
     try:
         with storage.translated():
             _table(DELIVERIES).create_entity(entity)
@@ -690,7 +698,7 @@ def claim_delivery(account_id: str, delivery_id: str, *, now: float | None = Non
     existing = _get(DELIVERIES, account_id, row)
     if existing is None:
         return claim_delivery(account_id, delivery_id, now=now)
-    if existing.get("done") or now - float(existing.get("claimed", 0)) < CLAIM_TIMEOUT:
+    if now - float(existing.get("claimed", 0)) < CLAIM_TIMEOUT:
         return False
     try:
         with storage.translated():
@@ -707,11 +715,6 @@ def release_delivery(account_id: str, delivery_id: str) -> None:
             _table(DELIVERIES).delete_entity(account_id, escape(delivery_id))
     except Exception:
         log.warning("store.delivery.release_failed", extra={"account_id": account_id})
-
-
-def finish_delivery(account_id: str, delivery_id: str) -> None:
-    _upsert(DELIVERIES, {"PartitionKey": account_id, "RowKey": escape(delivery_id), "done": True,
-                         "claimed": time.time()})
 
 
 # --- cache of ADO lookups ----------------------------------------------------------------------

@@ -50,6 +50,7 @@ def inbound_change(
     link: Link,
     *,
     rev: int,
+    delivery_id: str,
     integration_id: str,
     action: Action | None,
     assignee: str | Literal[False] | None,
@@ -59,9 +60,9 @@ def inbound_change(
 
     `assignee` is the user to assign, None to deassign, or False for "no assignee change";
     `assignee_note` records why an assignment was not made. A delivery older than the last applied
-    revision of this link changes nothing.
+    revision of this link, or the very delivery applied last, changes nothing.
     """
-    if rev < link.last_rev:
+    if rev < link.last_rev or (rev == link.last_rev and delivery_id == link.last_delivery):
         return GroupChange()
     group: Group = state.group
     new = group
@@ -75,8 +76,8 @@ def inbound_change(
         new = replace(new, assignee=assignee, assignment_source=integration_id)
         activity.append(Activity(kind="assigned" if assignee else "unassigned",
                                  data={**source, "assignee": assignee}))
-    if assignee_note:
+    if assignee_note and rev > link.last_rev:  # a note once per revision, not per copy of a delivery
         activity.append(Activity(kind="assignee_not_synced", data={**source, "reason": assignee_note}))
-    links = [replace(link, last_rev=rev)] if rev != link.last_rev else []
+    links = [replace(link, last_rev=rev, last_delivery=delivery_id)]
     changed_group = replace(new, version=group.version + 1) if new != group else None
     return GroupChange(group=changed_group, links=links, activity=activity)

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,20 +138,26 @@ class Seeded:
 
 
 def seed(uid: str, count: int, *, group_for: Callable[[int], str] = lambda i: f"g{i}",
-         config_: dict[str, Any] | None = None) -> Seeded:
+         config_: dict[str, Any] | None = None, parallel: int = 8) -> Seeded:
     """An integration with a known secret, an org link syncing inbound, and linked groups (direct to storage)."""
     world = Seeded(account=f"acc-{uid}", org=f"org-{uid}", keys=[str(1000 + i) for i in range(count)])
     store.save_integration(Integration(account_id=world.account, account_name="acme",
                                        domain_name="https://acme.example/", secret_hash=hash_secret(SECRET)))
     store.save_org_link(OrgLink(account_id=world.account, org_id=world.org, config=config_ or {
         "sync_status_reverse": True, "sync_reverse_assignment": True}))
+    keys_of: dict[str, list[str]] = {}
     for index, key in enumerate(world.keys):
-        group = group_for(index)
-        if group not in world.groups:
-            store.put_group(Group(org_id=world.org, group_id=group, project_id="p1", title=f"Boom {index}"))
-            world.groups.append(group)
-        store.add_link(Link(org_id=world.org, group_id=group, account_id=world.account, key=key,
-                            project_id=PROJECT, work_item_type="Bug"))
+        keys_of.setdefault(group_for(index), []).append(key)
+    world.groups = list(keys_of)
+
+    def make(group: str) -> None:
+        store.put_group(Group(org_id=world.org, group_id=group, project_id="p1", title=f"Boom {group}"))
+        for key in keys_of[group]:
+            store.add_link(Link(org_id=world.org, group_id=group, account_id=world.account, key=key,
+                                project_id=PROJECT, work_item_type="Bug"))
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(make, world.groups))
     store.cache_put(world.account, f"states|{PROJECT}|Bug", DONE, ttl=3600)
     states.forget()
     return world
