@@ -40,7 +40,7 @@ class OutboundMessage:
     organization_id: str
     group_id: str
     key: str
-    version: int
+    version: int | None
 
 
 def parse_message(message: dict[str, Any]) -> OutboundMessage:
@@ -53,7 +53,7 @@ def parse_message(message: dict[str, Any]) -> OutboundMessage:
     if not isinstance(key, str) or not key.isdigit():
         raise InvalidInput("key must be a work item id", field="key")
     version = message.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise InvalidInput("version must be a non-negative integer", field="version")
     return OutboundMessage(
         kind=str(kind),
@@ -134,8 +134,15 @@ def sync_work_item(message: dict[str, Any]) -> None:
     if target is None:
         return
     integration, org_link = target
+    version = msg.version
+    if version is None:  # a message without a version asks for the group's state as it is now
+        group = store.get_group(msg.organization_id, msg.group_id)
+        if group is None:
+            log.info("outbound.link_missing", extra=_extra(msg))
+            return
+        version = group.version
     claim = store.claim_push(msg.organization_id, msg.group_id, msg.integration_id, msg.key, msg.kind,
-                             version=msg.version)
+                             version=version)
     if claim is None:
         log.info("outbound.stale", extra=_extra(msg))
         return

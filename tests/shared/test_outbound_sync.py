@@ -128,6 +128,17 @@ def test_always_pushes_current_state_and_skips_older_versions(ado: Setup) -> Non
     assert store.pushed_version(ado.org_id, ado.group_id, ado.account_id, ado.key, "status") == newer["version"]
 
 
+def test_message_without_version_pushes_the_current_state_once(ado: Setup) -> None:
+    (message,) = ado.change(status="resolved")
+    bare = {k: v for k, v in message.items() if k != "version"}
+    ado.sandbox.reset_calls()
+
+    outbound_sync.sync_work_item(bare)
+    outbound_sync.sync_work_item(bare)
+
+    assert ado.patches() == [[{"op": "replace", "path": "/fields/System.State", "value": "Resolved"}]]
+
+
 def test_newer_message_first_then_stale_one_makes_no_call(ado: Setup) -> None:
     (older,) = ado.change(status="resolved")
     (newer,) = ado.change(status="unresolved")
