@@ -285,7 +285,7 @@ def project_id(client: Callable[[], AdoClient], account_id: str, name: str) -> s
 
 
 def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
-    """Create a work item for a group and link it (201), or answer the group's existing link (200)."""
+    """Create a work item for a group and link it, or answer the group's existing link (both 200)."""
     check_id(account_id, "account_id")
     check_id(org_id, "org_id")
     request = create_request(body)
@@ -315,7 +315,7 @@ def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
     )
     store.add_link(link)
     log.info("workitems.created", extra={"account_id": account_id, "key": key})
-    return Reply(status=201, body=issue_view(link))
+    return Reply(body=issue_view(link))
 
 
 def link_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
