@@ -27,6 +27,9 @@ from shared.models import Identity
 log = logging.getLogger(__name__)
 
 SAVE_ATTEMPTS = 3
+# After a refused refresh, how long (seconds, cumulative waits) to look for the token set of a
+# concurrent worker that used the same refresh token first and has not stored its result yet.
+REFUSAL_GRACE = (0.05, 0.1, 0.2, 0.4)
 
 
 class Auth(Protocol):
@@ -142,6 +145,9 @@ class OAuthAuth:
             return self._refused(identity, etag, "The identity has no refresh token; reconnect it.")
         answer = self._post_refresh(identity.refresh_token)
         if isinstance(answer, str):
+            rotated = self._rotated_meanwhile(identity)
+            if rotated is not None:
+                return rotated
             return self._refused(identity, etag, answer)
         expires_in = answer.get("expires_in")
         fresh = Identity(
@@ -189,6 +195,23 @@ class OAuthAuth:
         if not isinstance(body, dict) or not body.get("access_token"):
             raise AdoServerError("The token endpoint answered without an access_token", http_status=resp.status_code)
         return body
+
+    def _rotated_meanwhile(self, identity: Identity) -> Identity | None:
+        """The good token set a concurrent worker stored after using our refresh token, if it shows up.
+
+        With refresh-token rotation the loser of a refresh race is refused before the winner has
+        stored the new set; marking the identity invalid then would fail every other worker.
+        """
+        for delay in REFUSAL_GRACE:
+            time.sleep(delay)
+            stored, etag = self._load()
+            if stored.refresh_token != identity.refresh_token:
+                if stored.status == "valid" and not self._expiring(stored):
+                    log.info("ado.auth.refresh_lost_race", extra={"account_id": self.account_id})
+                    self._cached = (stored, etag)
+                    return stored
+                return None
+        return None
 
     def _refused(self, identity: Identity, etag: str | None, problem: str) -> Identity:
         """Mark the identity invalid, unless a concurrent refresh stored a good one meanwhile."""

@@ -1,10 +1,12 @@
-"""The service-hook receiver: authenticate a delivery, deduplicate it, apply it to linked groups.
+"""The service-hook receiver: authenticate a delivery and apply it, exactly once, to linked groups.
 
 Order (reference sentry-vsts.md §4.1, tightened): validate the envelope (400/413) before any
 storage read; ignore other event types (200); find the integration by collection id (400);
-check the shared secret in constant time, failing closed (401); skip an applied duplicate (200);
-apply assignee and status changes (200). A transient failure answers 503 with nothing half-applied,
-so Azure DevOps delivers again.
+check the shared secret in constant time, failing closed (401); apply assignee and status changes
+(200). Deduplication needs no table of its own: each group link keeps, per synced field, the
+newest revision and the delivery that set it, written in the same transaction as the change, so
+a redelivered or older delivery changes nothing and concurrent copies serialise on the group's
+ETag. A transient failure answers 503 with nothing half-applied, so Azure DevOps delivers again.
 """
 
 from __future__ import annotations
@@ -47,14 +49,7 @@ def handle(body: bytes, headers: Mapping[str, str]) -> Reply:
         event = "webhook.rejected.no_secret" if not integration.secret_hash else "webhook.rejected.bad_secret"
         log.warning(event, extra=context)
         raise Unauthorized("Missing or invalid shared secret")
-    if not store.claim_delivery(integration.account_id, delivery.delivery_id):
-        log.info("webhook.duplicate", extra=context)
-        return Reply()
-    try:
-        apply(delivery, integration, found.links)
-    except BaseException:
-        store.release_delivery(integration.account_id, delivery.delivery_id)
-        raise
+    apply(delivery, integration, found.links)
     _note_delivery(integration)
     return Reply()
 

@@ -107,8 +107,12 @@ class Link:
     display_name: str = ""
     project_id: str | None = None
     work_item_type: str | None = None
-    last_rev: int = 0
-    last_delivery: str = ""
+    # The newest revision (and its delivery) applied per synced field: older deliveries of a field
+    # change nothing, and the same delivery twice changes nothing the second time.
+    state_rev: int = 0
+    state_delivery: str = ""
+    assignee_rev: int = 0
+    assignee_delivery: str = ""
 
 
 @dataclass

@@ -8,14 +8,13 @@ Key design (PartitionKey / RowKey), chosen so every hot path is a point read or 
 |                  | account id                | `identity`                          | tokens (never returned)    |
 |                  | account id                | `org|<org id>`                      | organization link + config |
 | Groups           | `<org id>|<group id>`     | `group`                             | status, assignee, project  |
-|                  | `<org id>|<group id>`     | `link|<account id>|<work item id>`  | link to a work item        |
+|                  | `<org id>|<group id>`     | `link|<account id>|<work item id>`  | link + last applied revs   |
 |                  | `<org id>|<group id>`     | `activity|<time ns>|<nonce>`        | activity, oldest first     |
 | WorkItemLinks    | `<account id>|<wi id>`    | `<org id>|<group id>`               | reverse index of links     |
 | Users            | org id                    | `user|<user id>`                    | e-mails, projects          |
 |                  | org id                    | `email|<e-mail>|<user id>`          | verified e-mail index      |
 | Organizations    | org id                    | `org`                               | tracker organization       |
 | Repositories     | org id                    | repo id                             | repository                 |
-| Deliveries       | account id                | notification id                     | webhook deduplication      |
 | Cache            | account id                | `<kind>|<key>`                      | ADO lookups with expiry    |
 |                  | `~kickoff`                | six-hour slot start (unix seconds)  | kickoff progress per slot  |
 | OutboundPushes   | `<org id>|<group id>`     | `<account id>|<wi id>|<kind>`       | pushed version + lease     |
@@ -75,7 +74,6 @@ WORK_ITEM_LINKS = "WorkItemLinks"
 USERS = "Users"
 ORGANIZATIONS = "Organizations"
 REPOSITORIES = "Repositories"
-DELIVERIES = "Deliveries"
 CACHE = "Cache"
 
 RK_INTEGRATION = "integration"
@@ -84,7 +82,6 @@ RK_GROUP = "group"
 ORG_PREFIX = "org|"
 LINK_PREFIX = "link|"
 ACTIVITY_PREFIX = "activity|"
-CLAIM_TIMEOUT = 30.0
 MAX_ATTEMPTS = 60
 
 
@@ -426,8 +423,10 @@ def _link_entity(link: Link) -> dict[str, Any]:
         "display_name": link.display_name,
         "project_id": link.project_id,
         "work_item_type": link.work_item_type,
-        "last_rev": link.last_rev,
-        "last_delivery": link.last_delivery,
+        "state_rev": link.state_rev,
+        "state_delivery": link.state_delivery,
+        "assignee_rev": link.assignee_rev,
+        "assignee_delivery": link.assignee_delivery,
     }
 
 
@@ -444,8 +443,10 @@ def _link(org_id: str, group_id: str, entity: TableEntity) -> Link:
         display_name=entity.get("display_name", ""),
         project_id=entity.get("project_id"),
         work_item_type=entity.get("work_item_type"),
-        last_rev=int(entity.get("last_rev", 0)),
-        last_delivery=entity.get("last_delivery", ""),
+        state_rev=int(entity.get("state_rev", 0)),
+        state_delivery=entity.get("state_delivery", ""),
+        assignee_rev=int(entity.get("assignee_rev", 0)),
+        assignee_delivery=entity.get("assignee_delivery", ""),
     )
 
 
@@ -596,8 +597,10 @@ def add_link(link: Link) -> None:
     def attach(state: GroupState | None) -> GroupChange:
         assert state is not None
         existing = state.links.get((link.account_id, link.key))
-        if existing is not None:
-            link.last_rev = max(link.last_rev, existing.last_rev)
+        if existing is not None and existing.state_rev > link.state_rev:
+            link.state_rev, link.state_delivery = existing.state_rev, existing.state_delivery
+        if existing is not None and existing.assignee_rev > link.assignee_rev:
+            link.assignee_rev, link.assignee_delivery = existing.assignee_rev, existing.assignee_delivery
         return GroupChange(links=[link], activity=[Activity(kind="link", data={
             "account_id": link.account_id, "key": link.key, "url": link.url})])
 
@@ -677,44 +680,6 @@ def update_repository(
 
 
 # --- webhook deliveries ------------------------------------------------------------------------
-
-
-def claim_delivery(account_id: str, delivery_id: str, *, now: float | None = None) -> bool:
-    """Claim a delivery for processing (one write). False for a copy seen in the last `CLAIM_TIMEOUT` s.
-
-    A claim is not marked "done": a copy arriving later is recognised by the linked groups
-    themselves (each link keeps the revision and id of the delivery it applied last, written in the
-    same transaction as the change), so a delivery costs one write here.
-    """
-    now = time.time() if now is None else now
-    row = escape(delivery_id)
-    entity = {"PartitionKey": account_id, "RowKey": row, "claimed": now}
-    try:
-        with storage.translated():
-            _table(DELIVERIES).create_entity(entity)
-        return True
-    except ResourceExistsError:
-        pass
-    existing = _get(DELIVERIES, account_id, row)
-    if existing is None:
-        return claim_delivery(account_id, delivery_id, now=now)
-    if now - float(existing.get("claimed", 0)) < CLAIM_TIMEOUT:
-        return False
-    try:
-        with storage.translated():
-            _table(DELIVERIES).update_entity(entity, **_if_match(_etag(existing)))
-        return True
-    except (ResourceModifiedError, ResourceNotFoundError):
-        return False
-
-
-def release_delivery(account_id: str, delivery_id: str) -> None:
-    """Drop an unfinished claim so the sender's retry is processed (best effort)."""
-    try:
-        with storage.translated():
-            _table(DELIVERIES).delete_entity(account_id, escape(delivery_id))
-    except Exception:
-        log.warning("store.delivery.release_failed", extra={"account_id": account_id})
 
 
 # --- cache of ADO lookups ----------------------------------------------------------------------

@@ -58,26 +58,35 @@ def inbound_change(
 ) -> GroupChange:
     """The change one delivery makes to one linked group.
 
-    `assignee` is the user to assign, None to deassign, or False for "no assignee change";
-    `assignee_note` records why an assignment was not made. A delivery older than the last applied
-    revision of this link, or the very delivery applied last, changes nothing.
+    `action` is None when the delivery's state is not synced; `assignee` is the user to assign,
+    None to deassign, or False when the assignee is not synced; `assignee_note` records why an
+    assignment was not made. Each field keeps the newest revision applied: an older delivery, or
+    the same delivery again, changes nothing for that field.
     """
-    if rev < link.last_rev or (rev == link.last_rev and delivery_id == link.last_delivery):
-        return GroupChange()
     group: Group = state.group
-    new = group
+    new, new_link = group, link
     activity: list[Activity] = []
     source = {**PROVIDER, "integration_id": integration_id, "key": link.key, "rev": rev}
-    target = {"resolve": "resolved", "unresolve": "unresolved"}.get(action or "noop")
-    if target and group.status != target:
-        new = replace(new, status=target)
-        activity.append(Activity(kind=f"set_{target}", data=source))
-    if assignee is not False and assignee != group.assignee:
-        new = replace(new, assignee=assignee, assignment_source=integration_id)
-        activity.append(Activity(kind="assigned" if assignee else "unassigned",
-                                 data={**source, "assignee": assignee}))
-    if assignee_note and rev > link.last_rev:  # a note once per revision, not per copy of a delivery
-        activity.append(Activity(kind="assignee_not_synced", data={**source, "reason": assignee_note}))
-    links = [replace(link, last_rev=rev, last_delivery=delivery_id)]
+    if action is not None and _fresh(rev, delivery_id, link.state_rev, link.state_delivery):
+        new_link = replace(new_link, state_rev=rev, state_delivery=delivery_id)
+        target = {"resolve": "resolved", "unresolve": "unresolved"}.get(action)
+        if target and group.status != target:
+            new = replace(new, status=target)
+            activity.append(Activity(kind=f"set_{target}", data=source))
+    considered = assignee is not False or assignee_note is not None
+    if considered and _fresh(rev, delivery_id, link.assignee_rev, link.assignee_delivery):
+        if assignee is not False and assignee != group.assignee:
+            new = replace(new, assignee=assignee, assignment_source=integration_id)
+            activity.append(Activity(kind="assigned" if assignee else "unassigned",
+                                     data={**source, "assignee": assignee}))
+        if assignee_note and rev > link.assignee_rev:  # once per revision
+            activity.append(Activity(kind="assignee_not_synced", data={**source, "reason": assignee_note}))
+        new_link = replace(new_link, assignee_rev=rev, assignee_delivery=delivery_id)
+    links = [new_link] if new_link != link else []
     changed_group = replace(new, version=group.version + 1) if new != group else None
     return GroupChange(group=changed_group, links=links, activity=activity)
+
+
+def _fresh(rev: int, delivery_id: str, seen_rev: int, seen_delivery: str) -> bool:
+    """Newer than what the field last applied (an equal revision counts unless it is the same delivery)."""
+    return rev > seen_rev or (rev == seen_rev and delivery_id != seen_delivery)

@@ -311,7 +311,8 @@ def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
         display_name=display_name(fields, key),
         project_id=request.project,
         work_item_type=str(fields.get("System.WorkItemType") or type_name),
-        last_rev=int(item.get("rev") or 0),
+        state_rev=int(item.get("rev") or 0),
+        assignee_rev=int(item.get("rev") or 0),
     )
     store.add_link(link)
     log.info("workitems.created", extra={"account_id": account_id, "key": key})
@@ -351,7 +352,8 @@ def link_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
         display_name=display_name(fields, key),
         project_id=project,
         work_item_type=str(fields.get("System.WorkItemType") or "") or None,
-        last_rev=int(item.get("rev") or 0),
+        state_rev=int(item.get("rev") or 0),
+        assignee_rev=int(item.get("rev") or 0),
     )
     store.add_link(link)
     log.info("workitems.linked", extra={"account_id": account_id, "key": key})

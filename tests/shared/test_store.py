@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -119,20 +118,6 @@ def test_concurrent_group_changes_both_survive(uid: str) -> None:
     group = store.get_group(uid, "g")
     assert group is not None and group.version == 1 + 8
     assert sorted(a.data["n"] for a in store.list_activity(uid, "g")) == list(range(8))
-
-
-def test_delivery_claims(uid: str) -> None:
-    assert store.claim_delivery(uid, "evt/1")
-    assert not store.claim_delivery(uid, "evt/1"), "a delivery being applied is not applied twice"
-    stale = time.time() + store.CLAIM_TIMEOUT + 1
-    assert store.claim_delivery(uid, "evt/1", now=stale), "a claim goes stale"
-    assert not store.claim_delivery(uid, "evt/1", now=stale + 1), "the renewed claim holds again"
-
-
-def test_released_delivery_can_be_claimed_again(uid: str) -> None:
-    assert store.claim_delivery(uid, "evt-2")
-    store.release_delivery(uid, "evt-2")
-    assert store.claim_delivery(uid, "evt-2")
 
 
 @pytest.mark.parametrize("bad", ["a/b", "a\\b", "a#b", "a?b", "a|b", "tab\there", "", " ", "x" * 300, None, 3.5])
