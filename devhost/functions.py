@@ -12,6 +12,7 @@ import inspect
 import json
 import sys
 import threading
+import typing
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ def _describe(fn: Any, directory: str) -> Function:
     triggers = [b for b in bindings if str(b.get("type", "")).endswith("Trigger")]
     if len(triggers) != 1:
         raise HostError(f"function {fn.get_function_name()} must have exactly one trigger")
+    _check_context(fn.get_function_name(), fn.get_user_function())
     return Function(
         name=fn.get_function_name(),
         trigger=triggers[0],
@@ -110,6 +112,19 @@ def _describe(fn: Any, directory: str) -> Function:
         user_function=fn.get_user_function(),
         directory=directory,
     )
+
+
+def _check_context(name: str, user_function: Any) -> None:
+    """Refuse a `context` parameter the Python worker would refuse (it must be azure.functions.Context)."""
+    if "context" not in inspect.signature(user_function).parameters:
+        return
+    try:
+        hint = typing.get_type_hints(user_function).get("context")
+    except Exception as exc:  # unresolvable annotations fail on the worker too
+        raise HostError(f"function {name}: cannot resolve its type hints ({exc})") from None
+    if hint is not None and hint is not func.Context:
+        raise HostError(f"function {name}: the 'context' parameter must be annotated azure.functions.Context, "
+                        f"got {hint!r} (the Functions worker refuses to load it)")
 
 
 def unsupported_bindings(function: Function) -> list[str]:

@@ -124,6 +124,7 @@ class Router:
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # the default listen backlog (5) resets connections of a burst of callers
 
     def __init__(self, address: tuple[str, int], router: Router, run: Invoker, admin: AdminRunner) -> None:
         self.router = router
@@ -160,6 +161,7 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     _body_read = False
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
     timeout = 120
 
     def do_GET(self) -> None:

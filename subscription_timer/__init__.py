@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("subscription_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_SCHEDULE%", run_on_startup=False, use_monitor=True)
-def subscription_timer(timer: func.TimerRequest, context: func.Context | None = None) -> None:
+def subscription_timer(timer: func.TimerRequest, context: func.Context) -> None:
     with telemetry.invocation(invocation_id(context)):
         if timer.past_due:
             log.info("kickoff.past_due")

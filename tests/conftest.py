@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 
 from devhost import azurite as azurite_process
@@ -68,6 +69,38 @@ def drain(queue_name: str) -> list[dict[str, Any]]:
                 body = json.loads(base64.b64decode(text))
             found.extend(body.get("items", [body]))
             client.delete_message(message)
+
+
+class StubContext(func.Context):
+    """The `context` the Functions worker passes, for calling decorated functions directly."""
+
+    def __init__(self, function_name: str = "test") -> None:
+        self._id = uuid.uuid4().hex
+        self._name = function_name
+
+    @property
+    def invocation_id(self) -> str:
+        return self._id
+
+    @property
+    def function_name(self) -> str:
+        return self._name
+
+    @property
+    def function_directory(self) -> str:
+        return str(ROOT)
+
+    @property
+    def trace_context(self) -> Any:
+        return None
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return None
 
 
 def load_fixture(name: str) -> dict:

@@ -33,13 +33,18 @@ QUEUES = {"subscription_check": "subscription-check", "migrate_repo": "migrate-r
 TIMERS = {"subscription_timer": "%SUBSCRIPTION_SCHEDULE%"}
 
 INDEX_SCRIPT = """
-import json, sys
+import json, sys, typing
 import azure.functions as func
 import function_app
 apps = [v for v in vars(function_app).values() if isinstance(v, func.FunctionRegister)]
 assert len(apps) == 1, apps
-print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())["bindings"]
-                  for f in apps[0].get_functions()}))
+functions = apps[0].get_functions()
+# The Python worker loads a function only if a `context` parameter is annotated exactly as
+# azure.functions.Context (it resolves the hints; `Context | None` makes it refuse the function).
+hints = {f.get_function_name(): typing.get_type_hints(f.get_user_function()) for f in functions}
+bad = [name for name, h in hints.items() if "context" in h and h["context"] is not func.Context]
+assert not bad, bad
+print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())["bindings"] for f in functions}))
 """
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from conftest import StubContext
 
 import manage_http
 from shared import store
@@ -29,7 +30,7 @@ def call(function: Any, method: str, route_params: dict[str, str], body: Any = N
     data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
     req = func.HttpRequest(method, "http://localhost/api/manage", headers=headers, route_params=route_params,
                            params=params or {}, body=data)
-    response = function(req)
+    response = function(req, StubContext())
     text = response.get_body()
     return response.status_code, json.loads(text) if text else None
 

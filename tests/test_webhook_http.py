@@ -9,7 +9,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from conftest import load_fixture
+from conftest import StubContext, load_fixture
 
 from shared import states, store
 from shared.models import Group, Integration, Link, OrgLink, User
@@ -67,7 +67,7 @@ def post(payload: Any, *, secret: str | None = SECRET, basic: bool = False, raw:
             all_headers["shared-secret"] = secret
     body = raw if raw is not None else json.dumps(payload).encode()
     req = func.HttpRequest("POST", "http://localhost/api/vsts/issue-updated", headers=all_headers, body=body)
-    return webhook_http(req)
+    return webhook_http(req, StubContext())
 
 
 @pytest.fixture

@@ -13,6 +13,6 @@ bp = func.Blueprint()
 
 @bp.function_name("webhook_http")
 @bp.route(route="vsts/issue-updated", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-def webhook_http(req: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
+def webhook_http(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = req.get_body() or b""
     return respond(lambda: inbound.handle(body, req.headers), event="webhook", invocation_id=invocation_id(context))

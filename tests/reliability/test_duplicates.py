@@ -7,8 +7,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import Bundle
-from reliability_support import Seeded, Sender, seed
+from reliability_support import Seeded, Sender, private_bundle, seed
 
 from shared import store
 
@@ -36,7 +35,7 @@ def check_group(world: Seeded, group: str, key: str, highest: int) -> list[int]:
     assert current is not None
     assert current.status == status_of(state_at(highest)), (group, current.status)
     state = store.read_group(world.org, group)
-    assert state is not None and state.links[(world.account, key)].last_rev == highest
+    assert state is not None and state.links[(world.account, key)].state_rev == highest
     activity = [a for a in store.list_activity(world.org, group) if a.kind != "link"]
     assert {a.kind for a in activity} <= {"set_resolved", "set_unresolved"}, activity
     revs = [int(a.data["rev"]) for a in activity]
@@ -53,7 +52,12 @@ def check_group(world: Seeded, group: str, key: str, highest: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_duplicated_and_shuffled_deliveries_end_at_the_highest_revision(bundle: Bundle, uid: str) -> None:
+def test_duplicated_and_shuffled_deliveries_end_at_the_highest_revision(uid: str) -> None:
+    with private_bundle() as (bundle, _):
+        run(bundle.url, uid)
+
+
+def run(url: str, uid: str) -> None:
     world = seed(uid, ITEMS)
     rng = random.Random(20261124)
     events = [(key, rev) for key in world.keys for rev in REVS]
@@ -61,7 +65,7 @@ def test_duplicated_and_shuffled_deliveries_end_at_the_highest_revision(bundle: 
     rng.shuffle(deliveries)
     payloads = {(key, rev): world.payload(key, rev, previous(rev), state_at(rev), event_id=f"{uid}-{key}-{rev}")
                 for key, rev in events}
-    sender = Sender(bundle.url)
+    sender = Sender(url)
 
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda d: sender.post(payloads[d]).status_code, deliveries))

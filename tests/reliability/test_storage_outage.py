@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from reliability_support import Seeded, Sender, private_bundle, seed, wait_for
+from reliability_support import Sender, private_bundle, seed, wait_for
 
 from shared import store
 
@@ -87,7 +87,7 @@ def test_storage_outage_answers_503_then_everything_is_applied(tmp_path: Path, u
         for key in world.keys:
             state = store.read_group(world.org, group_of[key])
             assert state is not None
-            if state.links[(world.account, key)].last_rev != rev_of[key]:
+            if state.links[(world.account, key)].state_rev != rev_of[key]:
                 lost.append(key)
         assert not lost, f"{len(lost)} deliveries answered 200 but never applied: {lost[:5]}"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from azure.functions.queue import QueueMessage
-from conftest import drain
+from conftest import StubContext, drain
 
 from migrate_queue import subscription_check
 from shared import install, lifecycle, secrets, storage, store
@@ -119,9 +119,9 @@ def test_batched_and_single_check_messages_are_both_handled(uid: str) -> None:
     single = json.dumps({"integration_id": f"{uid}-x", "organization_id": "o1"}).encode()
     batch = json.dumps({"items": [{"integration_id": f"{uid}-y", "organization_id": "o1"},
                                   {"integration_id": f"{uid}-x", "organization_id": "o1"}]}).encode()
-    subscription_check(QueueMessage(body=single))
+    subscription_check(QueueMessage(body=single), StubContext())
     store.update_integration(f"{uid}-x", lambda i: replace(i, problem=None))
-    subscription_check(QueueMessage(body=batch))
+    subscription_check(QueueMessage(body=batch), StubContext())
     integration = store.get_integration(f"{uid}-x")
     assert integration is not None and integration.problem and "identity" in integration.problem.lower()
 
@@ -261,7 +261,7 @@ def test_kickoff_then_check_repairs_a_system_disabled_hook(org: dict[str, Any], 
     lifecycle.kickoff(now=future_now(uid))
     mine = [m for m in drain(lifecycle.QUEUE) if m["integration_id"] == org["account_id"]]
     assert mine == [{"integration_id": org["account_id"], "organization_id": org["org_id"]}]
-    subscription_check(QueueMessage(body=json.dumps({"items": mine}).encode()))
+    subscription_check(QueueMessage(body=json.dumps({"items": mine}).encode()), StubContext())
 
     after = integration_of(org)
     [hook] = org["sandbox"].subscriptions(org["name"])

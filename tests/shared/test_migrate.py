@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from conftest import StubContext
 from azure.functions.queue import QueueMessage
 
 from migrate_queue import migrate_repo
@@ -123,12 +124,12 @@ def test_throttling_is_retried_by_the_queue_and_other_messages_complete(
     try:
         for attempt in range(1, 4):  # each dequeue fails; the host moves it to migrate-repo-poison at the limit
             with pytest.raises(AdoThrottled):
-                migrate_repo(QueueMessage(body=body, dequeue_count=attempt))
+                migrate_repo(QueueMessage(body=body, dequeue_count=attempt), StubContext())
     finally:
         sandbox_ado.clear_faults()
     assert current(org, "r1").integration_id is None
 
-    migrate_repo(QueueMessage(body=body, dequeue_count=4))
+    migrate_repo(QueueMessage(body=body, dequeue_count=4), StubContext())
     assert current(org, "r1").integration_id == org["account_id"]
 
 
