@@ -21,6 +21,7 @@ from types import FrameType
 from devhost import azurite
 from devhost.console import configure_logging
 from devhost.host import REPO_ROOT, Host
+from devhost.settings import load_local_settings
 from devhost.sandbox_ado import DEFAULT_ACCOUNT_ID, DEFAULT_PROJECT_ID, SandboxAdo, seed
 
 DEV_KEY = "local-dev-key"
@@ -63,12 +64,13 @@ def main() -> int:
             "WEBHOOK_URL": f"http://127.0.0.1:{HTTP_PORT}/api/vsts/issue-updated",
             **sandbox.environment(),
         }
-        settings = {k: v for k, v in defaults.items() if k not in os.environ}
+        configured = {**load_local_settings(REPO_ROOT / "local.settings.json"), **os.environ}
+        settings = {k: v for k, v in defaults.items() if k not in configured}
         # Trust the sandbox's CA on top of whatever CAs are trusted already (real Azure DevOps too).
         settings["REQUESTS_CA_BUNDLE"] = _combined_ca_bundle(sandbox.ca_pem_path)
         host = Host(port=HTTP_PORT, settings=settings)
         host.start()
-        key = os.environ.get("MANAGE_API_KEY", DEV_KEY)
+        key = configured.get("MANAGE_API_KEY", DEV_KEY)
         installed = _install_sandbox(host.url, key, pat, sandbox.instance_url("sandbox"))
         _print_welcome(host.url, sandbox.url, key, installed)
         while not stop.wait(0.5):
@@ -124,7 +126,7 @@ def _print_welcome(base: str, sandbox_url: str, key: str, install_error: str | N
         f"Bundle:          {base}/api  (health: {base}/api/health)",
         f"Sandbox ADO:     {sandbox_url}sandbox/  (organization 'sandbox', project 'Sandbox')",
         f"Storage:         Azurite, data in {Path(REPO_ROOT, '.azurite')}",
-        f"Management key:  {'(from MANAGE_API_KEY)' if key != DEV_KEY else DEV_KEY}",
+        f"Management key:  {'(your MANAGE_API_KEY)' if key != DEV_KEY else DEV_KEY}",
         "",
         "Installed integration " + account + " for organization 'demo'"
         if install_error is None else f"Sandbox install failed: {install_error}",

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -30,6 +31,13 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC (`2026-11-24T08:00:00Z`), the form every JSON timestamp takes."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def to_response(reply: Reply) -> func.HttpResponse:
@@ -73,12 +81,16 @@ def json_object(body: bytes, *, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
     if len(body) > limit:
         raise InvalidInput(f"Request body is larger than {limit} bytes", status=413)
     try:
-        value = json.loads(body.decode("utf-8")) if body else None
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constants) if body else None
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise InvalidInput("Request body is not valid JSON") from error
     if not isinstance(value, dict):
         raise InvalidInput("Request body must be a JSON object")
     return value
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def check_bearer(headers: Mapping[str, str], expected: str | None) -> None:

@@ -45,7 +45,11 @@ def handle(body: bytes, headers: Mapping[str, str]) -> Reply:
     if integration is None or integration.status != "active":
         log.info("webhook.rejected.unknown_integration", extra=context)
         return Reply(status=400, body={"detail": NO_INTEGRATION})
-    if not matches(webhook.credential(headers), integration.secret_hash):
+    supplied = webhook.credentials(headers)
+    # Check every credential (no short circuit), so timing does not tell which one was wrong.
+    candidates: list[str | None] = [*supplied] or [None]
+    results = [matches(secret, integration.secret_hash) for secret in candidates]
+    if not any(results):
         event = "webhook.rejected.no_secret" if not integration.secret_hash else "webhook.rejected.bad_secret"
         log.warning(event, extra=context)
         raise Unauthorized("Missing or invalid shared secret")

@@ -14,7 +14,9 @@ ADO answers 401).
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +35,7 @@ from shared.errors import (
     NotFound,
     Unprocessable,
 )
-from shared.http import Reply
+from shared.http import Reply, iso_time
 from shared.keys import check_id
 from shared.models import Identity, Integration, OrgLink
 from shared.store import IdentityStore, IntegrationState
@@ -181,18 +183,12 @@ def view(state: IntegrationState) -> dict[str, Any]:
         "subscription": {
             "id": item.subscription_id,
             "status": item.subscription_status,
-            "last_checked": iso(item.last_checked),
-            "last_delivery": iso(item.last_delivery),
+            "last_checked": iso_time(item.last_checked),
+            "last_delivery": iso_time(item.last_delivery),
         },
         "organizations": [_link_view(link) for link in state.links],
         "problem": item.problem,
     }
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- validation (pure) -------------------------------------------------------------------------
@@ -218,7 +214,13 @@ def parse_time(value: Any, name: str) -> float | None:
     if isinstance(value, bool):
         raise v.invalid(name, "must be an ISO 8601 time or unix seconds")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise v.invalid(name, "is out of range") from None
+        if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:  # before year 10000
+            raise v.invalid(name, "is out of range")
+        return seconds
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
@@ -226,7 +228,7 @@ def parse_time(value: Any, name: str) -> float | None:
             raise v.invalid(name, "must be an ISO 8601 time or unix seconds") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        return parse_time(parsed.timestamp(), name)
     raise v.invalid(name, "must be an ISO 8601 time or unix seconds")
 
 
@@ -250,6 +252,8 @@ def parse_config(body: dict[str, Any]) -> dict[str, Any]:
     strategy = v.text(body, "resolution_strategy", required=False, max_len=64)
     if strategy:
         config["resolution_strategy"] = strategy
+    if len(json.dumps(config)) > v.MAX_MAPPING_JSON:
+        raise v.invalid("config", f"is larger than {v.MAX_MAPPING_JSON} characters of JSON")
     return config
 
 

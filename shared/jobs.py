@@ -59,6 +59,9 @@ def _run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], deq
         except TransientError as error:
             log.warning("queue.item.requeued", extra={"queue": queue, "error": type(error).__name__})
             storage.send(queue, item, delay=error.retry_after)
+        except Exception as error:  # an unexpected failure: the item goes on alone, to its own poison path
+            log.exception("queue.item.requeued_after_error", extra={"queue": queue, "error": type(error).__name__})
+            storage.send(queue, item)
 
 
 def _one(queue: str, message: dict[str, Any], handler: Callable[[dict[str, Any]], None], *, batch: bool) -> None:

@@ -12,7 +12,7 @@ import re
 
 from shared.errors import InvalidInput
 
-MAX_ID_LENGTH = 256
+MAX_ID_LENGTH = 128  # composite keys (`org|group`) stay well under the 1 KiB key limit
 SEP = "|"
 _FORBIDDEN = re.compile(r"[/\\#?|\x00-\x1f\x7f-\x9f]")
 _ESCAPE = re.compile(r"[%/\\#?|\x00-\x1f\x7f-\x9f]")

@@ -81,7 +81,8 @@ class User:
 
 @dataclass
 class Group:
-    """A tracker issue. `assignment_source` names the integration an inbound assignment came from."""
+    """A tracker issue. `assignment_source` / `status_source` name the integration an inbound change
+    came from (None: the tracker), so outbound sync never echoes a change back to where it came from."""
 
     org_id: str
     group_id: str
@@ -90,6 +91,7 @@ class Group:
     status: str = "unresolved"
     assignee: str | None = None
     assignment_source: str | None = None
+    status_source: str | None = None
     version: int = 0
 
 

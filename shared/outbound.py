@@ -33,7 +33,7 @@ def change_group_from_tracker(org_id: str, group_id: str, changes: dict[str, Any
         activity = []
         new = group
         if "status" in changes and changes["status"] != group.status:
-            new = replace(new, status=changes["status"])
+            new = replace(new, status=changes["status"], status_source=None)
             changed_kinds.append("status")
             activity.append(Activity(kind=f"set_{changes['status']}", data={"source": "tracker"}))
         if "assignee" in changes and changes["assignee"] != group.assignee:

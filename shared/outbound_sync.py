@@ -193,6 +193,9 @@ def _push(msg: OutboundMessage, integration: Integration, org_link: OrgLink) -> 
 
 def _push_status(client: Callable[[], AdoClient], msg: OutboundMessage, org_link: OrgLink,
                  state: GroupState, link: Link) -> None:
+    if state.group.status_source == msg.integration_id:
+        log.info("outbound.status.echo", extra=_extra(msg))
+        return
     plan = status_plan(org_link.config, link, state.group)
     if plan.ops is None:
         _record(msg, "outbound_status_skipped", plan.detail, state)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ServiceRequestError,
@@ -25,7 +26,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from shared.config import Settings, settings
-from shared.errors import StorageUnavailable
+from shared.errors import InvalidInput, StorageUnavailable
 
 # Fail fast when storage is down: the webhook answers 503 and ADO retries later.
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 20}
@@ -99,6 +100,16 @@ def send(queue_name: str, message: dict[str, Any], *, delay: float | None = None
         queue(queue_name).send_message(text, visibility_timeout=int(delay) if delay else None)
 
 
+_TOO_LARGE_OR_INVALID = {"PropertyValueTooLarge", "EntityTooLarge", "RequestBodyTooLarge", "InvalidInput",
+                         "OutOfRangeInput", "PropertyNameTooLong", "TooManyProperties", "InvalidValueType",
+                         "KeyValueTooLarge", "InvalidDuplicateRow", "RequestEntityTooLarge"}
+
+
+def _error_code(error: HttpResponseError) -> str:
+    code: Any = getattr(error, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
 def ping() -> None:
     """Raise StorageUnavailable unless table storage answers."""
     with translated():
@@ -121,8 +132,12 @@ def translated() -> Iterator[None]:
         yield
     except (ServiceRequestError, ServiceResponseError) as error:
         raise StorageUnavailable(f"Storage did not answer: {type(error).__name__}") from error
+    except ClientAuthenticationError as error:
+        raise StorageUnavailable("Storage refused the credential") from error
     except HttpResponseError as error:
         status = error.status_code or 0
         if status >= 500 or status in (408, 429):
             raise StorageUnavailable(f"Storage answered {status}") from error
+        if status in (400, 413) and _error_code(error) in _TOO_LARGE_OR_INVALID:
+            raise InvalidInput("A value is too large or not valid for storage", status=422) from error
         raise

@@ -83,6 +83,7 @@ ORG_PREFIX = "org|"
 LINK_PREFIX = "link|"
 ACTIVITY_PREFIX = "activity|"
 MAX_ATTEMPTS = 60
+MAX_TEXT = 8000  # characters of free text kept on a row (a property holds at most 32K)
 
 
 def _table(name: str) -> TableClient:
@@ -396,6 +397,7 @@ def _group_entity(group: Group) -> dict[str, Any]:
         "status": group.status,
         "assignee": group.assignee,
         "assignment_source": group.assignment_source,
+        "status_source": group.status_source,
         "version": group.version,
     }
 
@@ -409,6 +411,7 @@ def _group(org_id: str, group_id: str, entity: TableEntity) -> Group:
         status=entity.get("status", "unresolved"),
         assignee=entity.get("assignee"),
         assignment_source=entity.get("assignment_source"),
+        status_source=entity.get("status_source"),
         version=int(entity.get("version", 0)),
     )
 
@@ -417,10 +420,11 @@ def _link_entity(link: Link) -> dict[str, Any]:
     return {
         "PartitionKey": _group_pk(link.org_id, link.group_id),
         "RowKey": join("link", link.account_id, link.key),
-        "url": link.url,
-        "title": link.title,
-        "description": link.description,
-        "display_name": link.display_name,
+        "url": link.url[:MAX_TEXT],
+        "title": link.title[:MAX_TEXT],
+        # A copy for display only: cut so a long work item description always fits the row.
+        "description": link.description[:MAX_TEXT],
+        "display_name": link.display_name[:MAX_TEXT],
         "project_id": link.project_id,
         "work_item_type": link.work_item_type,
         "state_rev": link.state_rev,
@@ -504,7 +508,10 @@ def put_group(group: Group) -> Group:
         # An assignee set from the tracker is no longer the integration's doing.
         same_assignee = state is not None and state.group.assignee == group.assignee
         source = state.group.assignment_source if state and same_assignee else None
-        return GroupChange(group=replace_fields(group, version=version, assignment_source=source))
+        same_status = state is not None and state.group.status == group.status
+        status_source = state.group.status_source if state and same_status else None
+        return GroupChange(group=replace_fields(group, version=version, assignment_source=source,
+                                                status_source=status_source))
 
     state = change_group(group.org_id, group.group_id, replace, create=True)
     assert state is not None

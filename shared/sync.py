@@ -71,7 +71,7 @@ def inbound_change(
         new_link = replace(new_link, state_rev=rev, state_delivery=delivery_id)
         target = {"resolve": "resolved", "unresolve": "unresolved"}.get(action)
         if target and group.status != target:
-            new = replace(new, status=target)
+            new = replace(new, status=target, status_source=integration_id)
             activity.append(Activity(kind=f"set_{target}", data=source))
     considered = assignee is not False or assignee_note is not None
     if considered and _fresh(rev, delivery_id, link.assignee_rev, link.assignee_delivery):

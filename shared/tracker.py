@@ -6,12 +6,11 @@ happens before anything is written, so a rejected request changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from shared import outbound, storage, store, validate
 from shared.errors import NotFound
-from shared.http import Reply
+from shared.http import Reply, iso_time
 from shared.keys import check_id
 from shared.models import GROUP_STATUSES, Group, Repository, User
 
@@ -26,10 +25,11 @@ def health() -> Reply:
 def put_user(org_id: str, user_id: str, body: dict[str, Any]) -> Reply:
     check_id(org_id, "org_id")
     check_id(user_id, "user_id")
-    emails = validate.text_list(body, "emails", max_len=320)
+    # One transaction replaces a user with its e-mail index (at most 100 operations): cap the list.
+    emails = validate.text_list(body, "emails", max_items=40, max_len=320)
     if any("@" not in e for e in emails):
         raise validate.invalid("emails", "must contain e-mail addresses")
-    projects = validate.text_list(body, "projects")
+    projects = validate.text_list(body, "projects", max_items=100, max_len=128)
     for project in projects:
         check_id(project, "projects")
     user = User(org_id=org_id, user_id=user_id, emails=emails, projects=projects)
@@ -107,7 +107,8 @@ def get_group(org_id: str, group_id: str) -> Reply:
              "display_name": link.display_name, "project_id": link.project_id}
             for link in state.links.values()
         ],
-        "activity": [asdict(a) for a in store.list_activity(org_id, group_id)],
+        "activity": [{"kind": a.kind, "data": a.data, "created": iso_time(a.created)}
+                     for a in store.list_activity(org_id, group_id)],
     })
 
 

@@ -5,6 +5,7 @@ Pure: no I/O. Field errors are 422; a body that is not JSON at all is a 400 (see
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,7 +73,12 @@ def text_list(body: dict[str, Any], name: str, *, required: bool = False, max_it
     return list(value)
 
 
-def mapping(body: dict[str, Any], name: str, *, required: bool = False) -> dict[str, Any] | None:
+MAX_MAPPING_JSON = 16_000
+
+
+def mapping(body: dict[str, Any], name: str, *, required: bool = False,
+            max_json: int = MAX_MAPPING_JSON) -> dict[str, Any] | None:
+    """An object field; stored as JSON, so its JSON form must fit a table property (32K characters)."""
     value = body.get(name, _MISSING)
     if value is _MISSING or value is None:
         if required:
@@ -80,6 +86,8 @@ def mapping(body: dict[str, Any], name: str, *, required: bool = False) -> dict[
         return None
     if not isinstance(value, dict):
         raise invalid(name, "must be an object")
+    if len(json.dumps(value)) > max_json:
+        raise invalid(name, f"is larger than {max_json} characters of JSON")
     return value
 
 

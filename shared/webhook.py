@@ -8,7 +8,6 @@ Payload reference: ado-api.md §3 (resourceVersion 1.0: identities are "Name <em
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import InvalidInput
+from shared.keys import check_id
 
 MAX_BODY = 2 * 1024 * 1024
 WORKITEM_UPDATED = "workitem.updated"
@@ -78,28 +78,31 @@ def parse(body: bytes) -> Delivery:
         collection_id=str(collection_id),
         delivery_id=_delivery_id(payload, body),
         work_item_id=_work_item_id(resource.get("workItemId")),
-        project_id=project_id if isinstance(project_id, str) and project_id else None,
-        work_item_type=wit if isinstance(wit, str) and wit else None,
+        project_id=_usable_id(project_id),
+        work_item_type=_usable_id(wit),
         rev=_rev(resource),
         state=_change(fields.get("System.State")),
         assigned_to=_change(fields.get("System.AssignedTo")),
     )
 
 
-def credential(headers: Mapping[str, str]) -> str | None:
-    """The secret the delivery carries: the basic-auth password, else the `shared-secret` header."""
+def credentials(headers: Mapping[str, str]) -> list[str]:
+    """The secrets a delivery carries: the basic-auth password and/or the `shared-secret` header."""
+    found = []
     auth = headers.get("authorization") or ""
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "basic" and value:
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError; so is non-ASCII input
             decoded = ""
         password = decoded.partition(":")[2]
         if password:
-            return password
+            found.append(password)
     header = headers.get("shared-secret")
-    return header or None
+    if header:
+        found.append(header)
+    return found
 
 
 def email_of(value: Any) -> str | None:
@@ -118,6 +121,14 @@ def email_of(value: Any) -> str | None:
         found = match.group(1).strip()
         return found if _BARE_EMAIL.match(found) else None
     return value.strip() if _BARE_EMAIL.match(value.strip()) else None
+
+
+def _usable_id(value: Any) -> str | None:
+    """A payload value usable as (part of) a storage key, else None (it is then not used)."""
+    try:
+        return check_id(value, "id") if isinstance(value, str) else None
+    except InvalidInput:
+        return None
 
 
 def _get(data: Any, *path: str) -> Any:

@@ -161,3 +161,16 @@ def test_disabled_hook_is_repaired_by_the_timer_and_delivers_again(org: Org) -> 
     assert status == 200
     assert view["subscription"]["id"] == new[0]["id"]
     assert view["subscription"]["status"] == "enabled"
+
+
+def test_status_that_came_from_ado_is_not_pushed_back(org: Org) -> None:
+    key = org.create_work_item()
+    org.sandbox.update_work_item(org.name, int(key), state="Closed")
+    wait_for(lambda: org.group()["status"] == "resolved", what="the webhook to resolve the group")
+    org.sandbox.reset_calls()
+    # The tracker repeats the same status (e.g. a retried PATCH): nothing must go back to ADO.
+    status, _ = org.bundle.api("PATCH", f"manage/organizations/{org.tracker_org}/groups/g1", {"status": "resolved"})
+    assert status == 200
+    time.sleep(2.0)
+    assert org.sandbox.work_item(org.name, int(key))["fields"]["System.State"] == "Closed"
+    assert not [c for c in org.sandbox.calls if c["method"] == "PATCH" and f"/{org.name}/" in c["path"]]

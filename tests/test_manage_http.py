@@ -95,6 +95,7 @@ def test_patch_updates_the_group_and_records_activity(uid: str) -> None:
     assert status == 200
     assert body["status"] == "resolved"
     assert [a["kind"] for a in body["activity"]] == ["set_resolved"]
+    assert body["activity"][0]["created"].endswith("Z"), "timestamps in JSON are ISO 8601 UTC"
 
 
 def test_repository_round_trip(uid: str) -> None:

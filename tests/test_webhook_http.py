@@ -195,6 +195,21 @@ def test_bad_or_missing_secret_is_401_and_changes_nothing(world: World, secret: 
     assert world.group_state() == {"status": "unresolved", "assignee": None, "activity": []}
 
 
+@pytest.mark.parametrize("authorization", ["Basic éééé", "Basic !!!", "Basic " + "QQ" * 3, "Bearer x", "Basic"])
+def test_malformed_basic_auth_is_401_not_500(world: World, authorization: str) -> None:
+    response = post(world.payload("workitem-updated-state-active-to-resolved.json"), secret=None,
+                    headers={"Authorization": authorization})
+    assert response.status_code == 401
+
+
+def test_right_header_secret_wins_over_a_wrong_basic_password(world: World) -> None:
+    wrong = "Basic " + base64.b64encode(b"ado:not-the-secret").decode()
+    response = post(world.payload("workitem-updated-state-active-to-resolved.json"),
+                    headers={"Authorization": wrong})
+    assert response.status_code == 200
+    assert world.group_state()["status"] == "resolved"
+
+
 def test_integration_without_stored_secret_fails_closed(world: World) -> None:
     store.update_integration(world.account, lambda i: Integration(**{**i.__dict__, "secret_hash": None}))
     response = post(world.payload("workitem-updated-state-active-to-resolved.json"))
