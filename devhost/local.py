@@ -21,8 +21,8 @@ from types import FrameType
 from devhost import azurite
 from devhost.console import configure_logging
 from devhost.host import REPO_ROOT, Host
-from devhost.settings import load_local_settings
 from devhost.sandbox_ado import DEFAULT_ACCOUNT_ID, DEFAULT_PROJECT_ID, SandboxAdo, seed
+from devhost.settings import load_local_settings
 
 DEV_KEY = "local-dev-key"
 HTTP_PORT = 7071

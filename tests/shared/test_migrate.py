@@ -7,8 +7,8 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import StubContext
 from azure.functions.queue import QueueMessage
+from conftest import StubContext
 
 from migrate_queue import migrate_repo
 from shared import install, jobs, migrate, store
