@@ -22,7 +22,7 @@ from typing import Any
 from devhost import functions
 from devhost.functions import Function, Result
 from devhost.http_server import Router, Server
-from devhost.queues import QueueClients, QueuePoller
+from devhost.queues import SHUTDOWN_GRACE, QueueClients, QueuePoller
 from devhost.settings import (
     BINDING_DEFAULTS,
     HostError,
@@ -150,7 +150,7 @@ class Host:
             server.server_close()
         workers: list[QueuePoller | TimerRunner] = [*self._pollers, *self._timers]
         for worker in workers:
-            worker.join(JOIN_SECONDS)
+            worker.join(JOIN_SECONDS + SHUTDOWN_GRACE)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._clients.close()

@@ -27,6 +27,7 @@ from azure.storage.queue import QueueMessage as StoredMessage
 from devhost.functions import Function
 from devhost.settings import QueueOptions
 
+SHUTDOWN_GRACE = 20.0  # seconds a stopping host waits for running queue invocations
 log = logging.getLogger(__name__)
 
 POISON_SUFFIX = "-poison"
@@ -180,6 +181,8 @@ class QueuePoller:
                     if future.cancel():
                         pending.pop(future)
                         self._update_visibility(client, message, 0)
+                # Like the host's graceful shutdown: let running invocations finish, within a bound.
+                wait(pending, timeout=SHUTDOWN_GRACE)
                 return
 
     def _process(self, client: QueueClient, message: StoredMessage) -> None:
