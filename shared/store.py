@@ -18,6 +18,7 @@ Key design (PartitionKey / RowKey), chosen so every hot path is a point read or 
 | Cache            | account id                | `<kind>|<key>`                      | ADO lookups with expiry    |
 |                  | `~kickoff`                | six-hour slot start (unix seconds)  | kickoff progress per slot  |
 | OutboundPushes   | `<org id>|<group id>`     | `<account id>|<wi id>|<kind>`       | pushed version + lease     |
+| Creations        | account id                | `<org id>|<group id>`               | work item being created    |
 
 - The webhook reads the integration partition (integration + org links) in one query, the linked
   groups of a work item in one WorkItemLinks partition, and each group with its links in one query.
@@ -27,6 +28,9 @@ Key design (PartitionKey / RowKey), chosen so every hot path is a point read or 
 - An outbound push (tracker → ADO) of one kind of change for one link holds a lease on its
   OutboundPushes row and records the group version it pushed, so pushes never overlap and a late
   message never overwrites a newer state.
+- Creating a work item for a group holds a Creations row: a concurrent create for the same group is
+  refused, and the id of a work item created but not yet linked is kept, so a retry links it
+  instead of creating a duplicate.
 """
 
 from __future__ import annotations
@@ -686,7 +690,55 @@ def update_repository(
     raise Conflict(f"repository {repo_id} changed concurrently too often")
 
 
-# --- webhook deliveries ------------------------------------------------------------------------
+# --- work item creations -------------------------------------------------------------------------
+
+CREATIONS = "Creations"
+CREATION_LEASE = 120.0
+
+
+@dataclass
+class Creation:
+    """A claim on creating the work item of one group; `key` is set once Azure DevOps created it."""
+
+    account_id: str
+    row: str
+    key: str | None = None
+
+
+def begin_creation(account_id: str, org_id: str, group_id: str, *, now: float | None = None) -> Creation | None:
+    """Claim the creation of a group's work item; None while another request holds a fresh claim."""
+    now = time.time() if now is None else now
+    row = join(org_id, group_id)
+    entity = {"PartitionKey": account_id, "RowKey": row, "started": now}
+    for _ in range(3):
+        existing = _get(CREATIONS, account_id, row)
+        try:
+            with storage.translated():
+                if existing is None:
+                    _table(CREATIONS).create_entity(entity)
+                    return Creation(account_id, row)
+                key = existing.get("key") or None
+                if key is None and now - float(existing.get("started", 0)) < CREATION_LEASE:
+                    return None
+                _table(CREATIONS).update_entity({**entity, "key": key}, **_if_match(_etag(existing)))
+                return Creation(account_id, row, key)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            continue
+    return None
+
+
+def record_creation(creation: Creation, key: str) -> None:
+    """Remember the created work item before linking it (a failed link is then retried, not re-created)."""
+    _upsert(CREATIONS, {"PartitionKey": creation.account_id, "RowKey": creation.row, "started": time.time(),
+                        "key": key})
+    creation.key = key
+
+
+def end_creation(creation: Creation) -> None:
+    with storage.translated():
+        _table(CREATIONS).delete_entity(creation.account_id, creation.row)
+
+
 
 
 # --- cache of ADO lookups ----------------------------------------------------------------------

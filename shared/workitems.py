@@ -28,6 +28,7 @@ from shared.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoNotFound,
+    Conflict,
     InvalidInput,
     NotFound,
     Unprocessable,
@@ -294,10 +295,22 @@ def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
     if existing is not None:
         log.info("workitems.create.already_linked", extra={"account_id": account_id, "key": existing.key})
         return Reply(body=issue_view(existing))
+    creation = store.begin_creation(account_id, org_id, request.group_id)
+    if creation is None:
+        raise Conflict("A work item is being created for this group right now; retry in a moment.")
     client = functools.cache(lambda: deps.ado_client(integration))
-    with ado_errors("create a work item"):
-        type_name = work_item_type_name(client, account_id, request.project, request.work_item_type)
-        item = client().create_work_item(request.project, type_name, request.ops)
+    try:
+        with ado_errors("create a work item"):
+            type_name = work_item_type_name(client, account_id, request.project, request.work_item_type)
+            if creation.key is None:
+                item = client().create_work_item(request.project, type_name, request.ops)
+                store.record_creation(creation, str(item["id"]))
+            else:  # created by an earlier attempt that failed before linking it
+                item = client().get_work_item(creation.key)
+    except BaseException:
+        if creation.key is None:
+            store.end_creation(creation)
+        raise
     key = str(item["id"])
     fields = item.get("fields") or {}
     link = Link(
@@ -315,6 +328,7 @@ def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
         assignee_rev=int(item.get("rev") or 0),
     )
     store.add_link(link)
+    store.end_creation(creation)
     log.info("workitems.created", extra={"account_id": account_id, "key": key})
     return Reply(body=issue_view(link))
 

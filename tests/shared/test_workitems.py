@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from shared import store, workitems
-from shared.errors import AdoAuthError, AdoThrottled, BundleError, IdentityInvalid, InvalidInput, NotFound
+from shared.errors import (
+    AdoAuthError,
+    AdoThrottled,
+    BundleError,
+    Conflict,
+    IdentityInvalid,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
 from shared.http import error_reply
 from shared.models import Group, Identity, Integration, OrgLink
 
@@ -140,6 +149,36 @@ def test_second_create_returns_existing_link_without_a_second_work_item(ado: Set
     assert ado.calls() == []
     with pytest.raises(Exception, match="TF401232"):
         ado.sandbox.work_item(ado.org, int(first.body["key"]) + 1)
+
+
+def test_concurrent_create_for_the_same_group_is_409(ado: Setup) -> None:
+    held = store.begin_creation(ado.account_id, ado.org_id, ado.group_id)
+    assert held is not None
+    with pytest.raises(Conflict):
+        workitems.create_issue(ado.account_id, ado.org_id, ado.body())
+    assert not [c for c in ado.calls() if c["method"] == "POST"], "no work item was created"
+    store.end_creation(held)
+    assert workitems.create_issue(ado.account_id, ado.org_id, ado.body()).status == 200
+
+
+def test_create_that_failed_before_linking_is_linked_on_retry_not_duplicated(
+        ado: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_add_link = store.add_link
+
+    def storage_down(link: Any) -> None:
+        raise StorageUnavailable("storage did not answer")
+
+    monkeypatch.setattr(store, "add_link", storage_down)
+    with pytest.raises(StorageUnavailable):
+        workitems.create_issue(ado.account_id, ado.org_id, ado.body())
+    monkeypatch.setattr(store, "add_link", real_add_link)
+
+    reply = workitems.create_issue(ado.account_id, ado.org_id, ado.body())
+
+    creates = [c for c in ado.calls() if c["method"] == "POST" and "workitems" in c["path"]]
+    assert len(creates) == 1, "the retry linked the work item the first attempt created"
+    state = store.read_group(ado.org_id, ado.group_id)
+    assert state is not None and list(state.links) == [(ado.account_id, reply.body["key"])]
 
 
 def test_raw_html_in_description_is_escaped(ado: Setup) -> None:
