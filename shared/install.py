@@ -92,6 +92,8 @@ def install(account_id: str, body: dict[str, Any]) -> Reply:
     ))
     if old and old.subscription_id and old.subscription_id != hook.id:
         subscription.delete_quietly(client, old.subscription_id)
+    if not hook.reused:
+        subscription.remove_strays(client, url, hook.id)
     known = next((link for link in existing.links if link.org_id == org_id), None)
     store.ensure_organization(org_id)
     store.save_org_link(OrgLink(account_id=account_id, org_id=org_id, status="active",

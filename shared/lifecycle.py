@@ -191,6 +191,7 @@ def _replace(integration: Integration, client: AdoClient, observed: str, now: fl
         return
     if observed != subscription.MISSING:
         subscription.delete_quietly(client, old_id)
+    subscription.remove_strays(client, subscription.webhook_url(), created.id)
     log.info("subscription_check.replaced", extra=context)
 
 

@@ -110,6 +110,28 @@ def create(client: AdoClient, url: str) -> Created:
                    secret_hash=secrets.hash_secret(secret))
 
 
+def remove_strays(client: AdoClient, url: str, keep_id: str) -> int:
+    """Delete our other hooks in the organization (same event, same URL), keeping `keep_id`.
+
+    A create that timed out may still have created a hook, and a failed delete leaves the old one
+    behind: either would deliver every event twice. Best effort; returns how many were deleted.
+    """
+    query = {"publisherId": "tfs", "eventType": "workitem.updated", "consumerId": "webHooks",
+             "consumerActionId": "httpRequest"}
+    try:
+        found = client.query_subscriptions(query)
+    except BundleError as error:
+        log.warning("subscription.strays_not_listed", extra={"error": type(error).__name__})
+        return 0
+    strays = [s.get("id") for s in found
+              if isinstance(s, dict) and s.get("id") != keep_id
+              and isinstance(s.get("consumerInputs"), dict) and s["consumerInputs"].get("url") == url]
+    for stray in strays:
+        log.info("subscription.stray_deleted", extra={"subscription_id": stray})
+        delete_quietly(client, stray if isinstance(stray, str) else None)
+    return len(strays)
+
+
 def delete_quietly(client: AdoClient, subscription_id: str | None) -> None:
     """Delete a subscription we no longer use; failures are logged and ignored (best effort)."""
     if not subscription_id:

@@ -91,6 +91,22 @@ def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> N
     assert secret not in shown and ado.pat not in shown and integration.secret_hash not in shown
 
 
+def test_install_removes_stray_hooks_to_the_same_url_but_not_others(ado: Ado) -> None:
+    from shared.subscription import hook_body
+
+    # A hook left by an earlier create that timed out, and somebody else's hook.
+    stray = ado.client().create_subscription(hook_body(WEBHOOK, "old-secret"))
+    other = ado.client().create_subscription(hook_body("https://elsewhere.example.test/hook", "x"))
+
+    install.install(ado.account_id, ado.body())
+
+    ids = {hook["id"] for hook in ado.hooks()}
+    integration = store.get_integration(ado.account_id)
+    assert integration is not None
+    assert ids == {integration.subscription_id, other["id"]}
+    assert stray["id"] not in ids
+
+
 def test_reinstall_reuses_an_enabled_hook(ado: Ado) -> None:
     install.install(ado.account_id, ado.body())
     [first] = ado.hooks()
