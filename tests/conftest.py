@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,19 @@ class StubContext(func.Context):
     @property
     def thread_local_storage(self) -> Any:
         return None
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, *, interval: float = 0.1,
+             what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy (and return it); fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 def load_fixture(name: str) -> dict:

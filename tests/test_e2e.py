@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Bundle
+from conftest import Bundle, wait_for
 from test_webhook_http import SECRET, World
 
 FIXTURES = [
@@ -18,17 +17,6 @@ FIXTURES = [
     ("workitem-updated-assigned.json", {"assignee": "u-lauryn"}),
     ("workitem-updated-unassigned.json", {"assignee": None}),
 ]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("fixture,expected", FIXTURES)

@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from conftest import wait_for
 
 from devhost import azurite as azurite_process
 from devhost.host import REPO_ROOT, Host
@@ -37,16 +37,6 @@ HOST_JSON = {
 SUFFIX = uuid.uuid4().hex[:8]
 FAIL_QUEUE = f"devhost-fail-{SUFFIX}"
 RECORD_QUEUE = f"devhost-record-{SUFFIX}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import Bundle
-from reliability_support import private_bundle, queue_count, queue_host_json, wait_for
+from conftest import Bundle, wait_for
+from reliability_support import private_bundle, queue_count, queue_host_json
 
 from shared import storage, store
 from shared.models import Integration

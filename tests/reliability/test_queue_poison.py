@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from reliability_support import private_bundle, queue_count, queue_host_json, wait_for
+from conftest import wait_for
+from reliability_support import private_bundle, queue_count, queue_host_json
 from test_e2e import Org
 
 from shared import storage, store

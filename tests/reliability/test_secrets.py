@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import MANAGE_KEY, Bundle
-from reliability_support import private_bundle, queue_host_json, wait_for
+from conftest import MANAGE_KEY, Bundle, wait_for
+from reliability_support import private_bundle, queue_host_json
 
 from shared import storage, store
 from shared.models import Integration

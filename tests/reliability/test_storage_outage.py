@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from reliability_support import Sender, private_bundle, seed, wait_for
+from conftest import wait_for
+from reliability_support import Sender, private_bundle, seed
 
 from shared import store
 
