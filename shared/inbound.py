@@ -4,9 +4,10 @@ Order (reference sentry-vsts.md §4.1, tightened): validate the envelope (400/41
 storage read; ignore other event types (200); find the integration by collection id (400);
 check the shared secret in constant time, failing closed (401); apply assignee and status changes
 (200). Deduplication needs no table of its own: each group link keeps, per synced field, the
-newest revision and the delivery that set it, written in the same transaction as the change, so
-a redelivered or older delivery changes nothing and concurrent copies serialise on the group's
-ETag. A transient failure answers 503 with nothing half-applied, so Azure DevOps delivers again.
+newest revision and a mark of the change applied at it, written in the same transaction as the
+change, so a redelivered or older delivery changes nothing and concurrent copies serialise on the
+group's ETag. Revisions the bundle wrote itself (outbound sync) are marked too, so their events
+never echo back. A transient failure answers 503 with nothing half-applied, so Azure DevOps delivers again.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def apply(delivery: webhook.Delivery, integration: Integration, org_links: list[
                 done = _done_states(integration, delivery, state)
             action = _status_action(delivery, done or [], override)
         assignee, note = _assignee_for(org_link, state, email, delivery)
-        decide = functools.partial(_decide, integration.account_id, key, delivery.rev, delivery.delivery_id,
+        decide = functools.partial(_decide, integration.account_id, key, delivery.rev, _marks(delivery),
                                    action, assignee, note)
         store.change_group(org_id, group_id, decide, known=state)
     log.info("webhook.applied", extra={**context, "groups": len(targets)})
@@ -97,7 +98,7 @@ def _decide(
     account_id: str,
     key: str,
     rev: int,
-    delivery_id: str,
+    marks: tuple[str, str],
     action: sync.Action | None,
     assignee: str | Literal[False] | None,
     note: str | None,
@@ -106,9 +107,17 @@ def _decide(
     link = current.links.get((account_id, key)) if current else None
     if current is None or link is None:
         return GroupChange()
-    return sync.inbound_change(current, link, rev=rev, delivery_id=delivery_id, integration_id=account_id,
+    return sync.inbound_change(current, link, rev=rev, state_mark=marks[0], assignee_mark=marks[1],
+                               integration_id=account_id,
                                action=action,
                                assignee=assignee, assignee_note=note)
+
+
+def _marks(delivery: webhook.Delivery) -> tuple[str, str]:
+    """Per-field marks of what this delivery changes (state, assignee)."""
+    state, assigned = delivery.state, delivery.assigned_to
+    return (sync.change_mark(state.old, state.new) if state else "",
+            sync.change_mark(assigned.old, assigned.new) if assigned else "")
 
 
 def _assignee_email(delivery: webhook.Delivery) -> str | Literal[False] | None:

@@ -17,9 +17,9 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from shared import deps, store
+from shared import deps, store, sync
 from shared.ado_client import AdoClient
 from shared.errors import BundleError, InvalidInput, TransientError
 from shared.keys import check_id
@@ -200,8 +200,8 @@ def _push_status(client: Callable[[], AdoClient], msg: OutboundMessage, org_link
     if plan.ops is None:
         _record(msg, "outbound_status_skipped", plan.detail, state)
         return
-    client().update_work_item(link.key, plan.ops)
-    _record(msg, "outbound_status", plan.detail, state)
+    written = client().update_work_item(link.key, plan.ops)
+    _record(msg, "outbound_status", plan.detail, state, pushed=("state", written.get("rev")))
 
 
 def _push_assignee(client: Callable[[], AdoClient], msg: OutboundMessage, state: GroupState, link: Link) -> None:
@@ -217,15 +217,29 @@ def _push_assignee(client: Callable[[], AdoClient], msg: OutboundMessage, state:
             _record(msg, "outbound_assignee_skipped", {"reason": NO_ADO_USER, "assignee": group.assignee}, state)
             return
     ops = assignee_ops(ado_user)
-    client().update_work_item(link.key, ops)
-    _record(msg, "outbound_assignee", {"assignee": group.assignee, "ado_user": ops[0].get("value")}, state)
+    written = client().update_work_item(link.key, ops)
+    _record(msg, "outbound_assignee", {"assignee": group.assignee, "ado_user": ops[0].get("value")}, state,
+            pushed=("assignee", written.get("rev")))
 
 
-def _record(msg: OutboundMessage, kind: str, data: dict[str, Any], known: GroupState) -> None:
-    """Add an activity to the group (first try under the etags just read; a lost race re-reads)."""
+def _record(msg: OutboundMessage, kind: str, data: dict[str, Any], known: GroupState,
+            pushed: tuple[Literal["state", "assignee"], Any] | None = None) -> None:
+    """Add an activity to the group (first try under the etags just read; a lost race re-reads).
+
+    `pushed` is the field written to Azure DevOps and the revision it produced: the link records
+    it, so the service hook of our own write is not applied back to the group.
+    """
     activity = Activity(kind=kind, data={"integration_id": msg.integration_id, "key": msg.key, **data})
-    store.change_group(msg.organization_id, msg.group_id, lambda state: GroupChange(activity=[activity]),
-                       known=known)
+
+    def decide(state: GroupState | None) -> GroupChange:
+        link = state.links.get((msg.integration_id, msg.key)) if state else None
+        rev = pushed[1] if pushed else None
+        if link is None or pushed is None or isinstance(rev, bool) or not isinstance(rev, int):
+            return GroupChange(activity=[activity])
+        updated = sync.pushed(link, pushed[0], rev)
+        return GroupChange(links=[updated] if updated != link else [], activity=[activity])
+
+    store.change_group(msg.organization_id, msg.group_id, decide, known=known)
 
 
 

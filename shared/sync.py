@@ -7,6 +7,8 @@ override lists the states that resolve and unresolve.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any, Literal
@@ -50,7 +52,8 @@ def inbound_change(
     link: Link,
     *,
     rev: int,
-    delivery_id: str,
+    state_mark: str,
+    assignee_mark: str,
     integration_id: str,
     action: Action | None,
     assignee: str | Literal[False] | None,
@@ -60,33 +63,53 @@ def inbound_change(
 
     `action` is None when the delivery's state is not synced; `assignee` is the user to assign,
     None to deassign, or False when the assignee is not synced; `assignee_note` records why an
-    assignment was not made. Each field keeps the newest revision applied: an older delivery, or
-    the same delivery again, changes nothing for that field.
+    assignment was not made. Each field keeps the newest revision applied and a mark of the change
+    applied at it (see `change_mark`): an older revision, or the same change again, changes nothing.
     """
     group: Group = state.group
     new, new_link = group, link
     activity: list[Activity] = []
     source = {**PROVIDER, "integration_id": integration_id, "key": link.key, "rev": rev}
-    if action is not None and _fresh(rev, delivery_id, link.state_rev, link.state_delivery):
-        new_link = replace(new_link, state_rev=rev, state_delivery=delivery_id)
+    if action is not None and _fresh(rev, state_mark, link.state_rev, link.state_delivery):
+        new_link = replace(new_link, state_rev=rev, state_delivery=state_mark)
         target = {"resolve": "resolved", "unresolve": "unresolved"}.get(action)
         if target and group.status != target:
             new = replace(new, status=target, status_source=integration_id)
             activity.append(Activity(kind=f"set_{target}", data=source))
     considered = assignee is not False or assignee_note is not None
-    if considered and _fresh(rev, delivery_id, link.assignee_rev, link.assignee_delivery):
+    if considered and _fresh(rev, assignee_mark, link.assignee_rev, link.assignee_delivery):
         if assignee is not False and assignee != group.assignee:
             new = replace(new, assignee=assignee, assignment_source=integration_id)
             activity.append(Activity(kind="assigned" if assignee else "unassigned",
                                      data={**source, "assignee": assignee}))
         if assignee_note and rev > link.assignee_rev:  # once per revision
             activity.append(Activity(kind="assignee_not_synced", data={**source, "reason": assignee_note}))
-        new_link = replace(new_link, assignee_rev=rev, assignee_delivery=delivery_id)
+        new_link = replace(new_link, assignee_rev=rev, assignee_delivery=assignee_mark)
     links = [new_link] if new_link != link else []
     changed_group = replace(new, version=group.version + 1) if new != group else None
     return GroupChange(group=changed_group, links=links, activity=activity)
 
 
-def _fresh(rev: int, delivery_id: str, seen_rev: int, seen_delivery: str) -> bool:
-    """Newer than what the field last applied (an equal revision counts unless it is the same delivery)."""
-    return rev > seen_rev or (rev == seen_rev and delivery_id != seen_delivery)
+OWN_WRITE = "*"  # mark of a revision the bundle itself wrote: nothing at that revision is applied back
+
+
+def change_mark(old: Any, new: Any) -> str:
+    """A short digest of one field's change record (`oldValue` → `newValue`)."""
+    text = json.dumps([old, new], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pushed(link: Link, field: Literal["state", "assignee"], rev: int) -> Link:
+    """The link after the bundle itself wrote `field` at revision `rev` (its own event must not echo)."""
+    if field == "state":
+        return link if rev < link.state_rev else replace(link, state_rev=rev, state_delivery=OWN_WRITE)
+    return link if rev < link.assignee_rev else replace(link, assignee_rev=rev, assignee_delivery=OWN_WRITE)
+
+
+def _fresh(rev: int, mark: str, seen_rev: int, seen_mark: str) -> bool:
+    """Newer than what the field last applied. At an equal revision only a different change counts
+    (two events may share a revision number); a redelivery of the same change, or any event of a
+    revision the bundle wrote itself, does not."""
+    if rev != seen_rev:
+        return rev > seen_rev
+    return seen_mark != OWN_WRITE and mark != seen_mark

@@ -8,7 +8,6 @@ Payload reference: ado-api.md §3 (resourceVersion 1.0: identities are "Name <em
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -40,7 +39,6 @@ class Delivery:
 
     event_type: str
     collection_id: str
-    delivery_id: str
     work_item_id: str | None
     project_id: str | None
     work_item_type: str | None
@@ -76,7 +74,6 @@ def parse(body: bytes) -> Delivery:
     return Delivery(
         event_type=event_type,
         collection_id=str(collection_id),
-        delivery_id=_delivery_id(payload, body),
         work_item_id=_work_item_id(resource.get("workItemId")),
         project_id=_usable_id(project_id),
         work_item_type=_usable_id(wit),
@@ -161,10 +158,3 @@ def _rev(resource: dict[str, Any]) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
             return value
     return 0
-
-
-def _delivery_id(payload: dict[str, Any], body: bytes) -> str:
-    """ADO's event id plus a digest of the body: a redelivery is identical, another event is not."""
-    event_id = payload.get("id")
-    prefix = str(event_id)[:64] if isinstance(event_id, str | int) else "none"
-    return f"{prefix}.{hashlib.sha256(body).hexdigest()[:32]}"

@@ -162,3 +162,23 @@ def test_status_that_came_from_ado_is_not_pushed_back(org: Org) -> None:
     time.sleep(2.0)
     assert org.sandbox.work_item(org.name, int(key))["fields"]["System.State"] == "Closed"
     assert not [c for c in org.sandbox.calls if c["method"] == "PATCH" and f"/{org.name}/" in c["path"]]
+
+
+def test_outbound_push_marks_its_revision_so_its_own_hook_is_not_applied_back(org: Org) -> None:
+    from shared import store, sync
+
+    key = org.create_work_item()
+    org.bundle.api("PATCH", f"manage/organizations/{org.tracker_org}/groups/g1", {"status": "resolved"})
+    wait_for(lambda: org.sandbox.work_item(org.name, int(key))["fields"]["System.State"] == "Resolved",
+             what="the push to reach the work item")
+    rev = org.sandbox.work_item(org.name, int(key))["rev"]
+
+    def link() -> Any:
+        state = store.read_group(org.tracker_org, "g1")
+        return state.links[(org.account, key)] if state else None
+
+    # The hook of our own write (same revision) was either ignored or had nothing to do.
+    marked = wait_for(lambda: link() if link().state_rev == rev else None, what="the pushed revision")
+    assert marked.state_delivery == sync.OWN_WRITE
+    from_ado = [a for a in org.group()["activity"] if a["data"].get("provider_key") == "vsts"]
+    assert from_ado == []

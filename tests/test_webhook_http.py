@@ -267,3 +267,38 @@ def test_last_delivery_is_recorded(world: World) -> None:
     post(world.payload("workitem-updated-state-active-to-resolved.json"))
     integration = store.get_integration(world.account)
     assert integration is not None and integration.last_delivery is not None
+
+
+def test_redelivery_of_the_same_change_with_new_envelope_ids_changes_nothing(world: World) -> None:
+    payload = world.payload("workitem-updated-state-active-to-resolved.json", rev=4)
+    assert post(payload).status_code == 200
+    store.change_group(world.org, world.group, lambda s: _set_status(s, "unresolved"))
+    payload["id"], payload["notificationId"] = "another-event-id", 99  # a resend, re-serialised
+    assert post(payload).status_code == 200
+    assert world.group_state()["status"] == "unresolved"
+
+
+def test_two_different_changes_at_one_revision_both_apply(world: World) -> None:
+    # Two events sharing a revision number (as the sample payloads do): the second is not a copy.
+    post(world.payload("workitem-updated-state-active-to-resolved.json"))
+    post(world.payload("workitem-updated-state-resolved-to-active.json"))
+    assert world.group_state()["activity"] == ["set_resolved", "set_unresolved"]
+
+
+def test_event_of_a_revision_the_bundle_wrote_is_not_applied_back(world: World) -> None:
+    from shared import sync
+
+    # Outbound sync wrote State=Resolved to the work item at rev 4 (recorded on the link) ...
+    def record_push(state: Any) -> Any:
+        from shared.models import GroupChange
+
+        link = state.links[(world.account, "33")]
+        return GroupChange(links=[sync.pushed(link, "state", 4)])
+
+    store.change_group(world.org, world.group, record_push)
+    # ... the tracker has since unresolved; the late service hook of our own write must not undo it.
+    assert post(world.payload("workitem-updated-state-active-to-resolved.json", rev=4)).status_code == 200
+    assert world.group_state()["status"] == "unresolved"
+    # A person's later change in Azure DevOps is applied.
+    assert post(world.payload("workitem-updated-state-active-to-resolved.json", rev=5)).status_code == 200
+    assert world.group_state()["status"] == "resolved"
