@@ -6,6 +6,7 @@ Prints the functions it found and the URLs of the HTTP routes; Ctrl-C or SIGTERM
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C stops at once
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -59,4 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The host already gave running invocations their grace period; do not wait for stragglers.
+    os._exit(code)

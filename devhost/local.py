@@ -46,6 +46,7 @@ def main() -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C stops at once
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -137,4 +138,8 @@ def _print_welcome(base: str, sandbox_url: str, key: str, install_error: str | N
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything was stopped with a grace period for running invocations; do not wait for stragglers.
+    os._exit(code)

@@ -93,7 +93,7 @@ def install(account_id: str, body: dict[str, Any]) -> Reply:
     if old and old.subscription_id and old.subscription_id != hook.id:
         subscription.delete_quietly(client, old.subscription_id)
     if not hook.reused:
-        subscription.remove_strays(client, url, hook.id)
+        subscription.remove_strays(client, url, hook.id, lambda: _stored_subscription(account_id))
     known = next((link for link in existing.links if link.org_id == org_id), None)
     store.ensure_organization(org_id)
     store.save_org_link(OrgLink(account_id=account_id, org_id=org_id, status="active",
@@ -207,6 +207,11 @@ def parse_identity(body: dict[str, Any]) -> Identity:
         raise v.invalid("identity.refresh_token", "is only used with kind oauth")
     return Identity(kind="pat" if kind == "pat" else "oauth", access_token=access_token,
                     refresh_token=refresh_token, expires_at=parse_time(body.get("expires_at"), "identity.expires_at"))
+
+
+def _stored_subscription(account_id: str) -> str | None:
+    integration = store.get_integration(account_id)
+    return integration.subscription_id if integration else None
 
 
 def parse_time(value: Any, name: str) -> float | None:

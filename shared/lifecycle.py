@@ -191,7 +191,8 @@ def _replace(integration: Integration, client: AdoClient, observed: str, now: fl
         return
     if observed != subscription.MISSING:
         subscription.delete_quietly(client, old_id)
-    subscription.remove_strays(client, subscription.webhook_url(), created.id)
+    subscription.remove_strays(client, subscription.webhook_url(), created.id,
+                               lambda: (store.get_integration(account_id) or integration).subscription_id)
     log.info("subscription_check.replaced", extra=context)
 
 

@@ -693,7 +693,7 @@ def update_repository(
 # --- work item creations -------------------------------------------------------------------------
 
 CREATIONS = "Creations"
-CREATION_LEASE = 120.0
+CREATION_LEASE = 300.0  # longer than a create with all its lookups and retries can take
 
 
 @dataclass

@@ -8,7 +8,10 @@ the secret itself goes to ADO and is then forgotten. Does network I/O through an
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +23,7 @@ from shared.errors import AdoError, AdoNotFound, BundleError, ConfigError
 log = logging.getLogger(__name__)
 
 HEALTHY = "enabled"
+STRAY_MIN_AGE = 300.0  # seconds
 # Statuses a new subscription fixes (ado-api.md §1.3); `disabledByUser` is a person's decision.
 REPLACEABLE = frozenset({"onProbation", "disabledBySystem", "disabledByInactiveIdentity"})
 MISSING = "missing"
@@ -110,11 +114,14 @@ def create(client: AdoClient, url: str) -> Created:
                    secret_hash=secrets.hash_secret(secret))
 
 
-def remove_strays(client: AdoClient, url: str, keep_id: str) -> int:
+def remove_strays(client: AdoClient, url: str, keep_id: str, stored_id: Callable[[], str | None]) -> int:
     """Delete our other hooks in the organization (same event, same URL), keeping `keep_id`.
 
     A create that timed out may still have created a hook, and a failed delete leaves the old one
-    behind: either would deliver every event twice. Best effort; returns how many were deleted.
+    behind: either would deliver every event twice. Never deleted: the hook stored right now
+    (`stored_id()`, read just before deleting, since a concurrent install may have stored another)
+    and hooks younger than `STRAY_MIN_AGE` (another request's create may still be finishing).
+    Best effort; returns how many were deleted.
     """
     query = {"publisherId": "tfs", "eventType": "workitem.updated", "consumerId": "webHooks",
              "consumerActionId": "httpRequest"}
@@ -123,13 +130,33 @@ def remove_strays(client: AdoClient, url: str, keep_id: str) -> int:
     except BundleError as error:
         log.warning("subscription.strays_not_listed", extra={"error": type(error).__name__})
         return 0
+    now = time.time()
     strays = [s.get("id") for s in found
-              if isinstance(s, dict) and s.get("id") != keep_id
+              if isinstance(s, dict) and s.get("id") != keep_id and _age(s, now) >= STRAY_MIN_AGE
               and isinstance(s.get("consumerInputs"), dict) and s["consumerInputs"].get("url") == url]
+    if not strays:
+        return 0
+    try:
+        current = stored_id()
+    except BundleError:
+        return 0
+    strays = [s for s in strays if s != current]
     for stray in strays:
         log.info("subscription.stray_deleted", extra={"subscription_id": stray})
         delete_quietly(client, stray if isinstance(stray, str) else None)
     return len(strays)
+
+
+def _age(subscription: dict[str, Any], now: float) -> float:
+    """Seconds since the hook was created (very old when ADO gives no usable date)."""
+    created = subscription.get("createdDate")
+    try:
+        stamp = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return now - stamp.timestamp()
 
 
 def delete_quietly(client: AdoClient, subscription_id: str | None) -> None:

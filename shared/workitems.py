@@ -298,39 +298,58 @@ def create_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
     creation = store.begin_creation(account_id, org_id, request.group_id)
     if creation is None:
         raise Conflict("A work item is being created for this group right now; retry in a moment.")
+    finished = _existing(_group(org_id, request.group_id), account_id)  # a create that ended meanwhile
+    if finished is not None:
+        store.end_creation(creation)
+        return Reply(body=issue_view(finished))
     client = functools.cache(lambda: deps.ado_client(integration))
     try:
         with ado_errors("create a work item"):
-            type_name = work_item_type_name(client, account_id, request.project, request.work_item_type)
-            if creation.key is None:
+            link = _resumed_link(client, integration, org_id, request.group_id, creation.key)
+            if link is None:
+                type_name = work_item_type_name(client, account_id, request.project, request.work_item_type)
                 item = client().create_work_item(request.project, type_name, request.ops)
                 store.record_creation(creation, str(item["id"]))
-            else:  # created by an earlier attempt that failed before linking it
-                item = client().get_work_item(creation.key)
+                fields = item.get("fields") or {}
+                key = str(item["id"])
+                link = Link(
+                    org_id=org_id,
+                    group_id=request.group_id,
+                    account_id=account_id,
+                    key=key,
+                    url=issue_url(integration.domain_name, key),
+                    title=request.title,
+                    description=request.description,
+                    display_name=display_name(fields, key),
+                    project_id=request.project,
+                    work_item_type=str(fields.get("System.WorkItemType") or type_name),
+                    state_rev=int(item.get("rev") or 0),
+                    assignee_rev=int(item.get("rev") or 0),
+                )
     except BaseException:
         if creation.key is None:
             store.end_creation(creation)
         raise
-    key = str(item["id"])
-    fields = item.get("fields") or {}
-    link = Link(
-        org_id=org_id,
-        group_id=request.group_id,
-        account_id=account_id,
-        key=key,
-        url=issue_url(integration.domain_name, key),
-        title=request.title,
-        description=request.description,
-        display_name=display_name(fields, key),
-        project_id=request.project,
-        work_item_type=str(fields.get("System.WorkItemType") or type_name),
-        state_rev=int(item.get("rev") or 0),
-        assignee_rev=int(item.get("rev") or 0),
-    )
+    key = link.key
     store.add_link(link)
     store.end_creation(creation)
     log.info("workitems.created", extra={"account_id": account_id, "key": key})
     return Reply(body=issue_view(link))
+
+
+def _resumed_link(client: Callable[[], AdoClient], integration: Integration, org_id: str, group_id: str,
+                  key: str | None) -> Link | None:
+    """The link to a work item an earlier attempt created but could not link (None: create one).
+
+    Built from the work item itself, not from this request's body, which may differ.
+    """
+    if key is None:
+        return None
+    try:
+        item = client().get_work_item(key)
+    except AdoNotFound:
+        return None  # deleted in Azure DevOps meanwhile: create a new one
+    return _link_from_item(client, integration, org_id, group_id, item)
 
 
 def link_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
@@ -352,26 +371,32 @@ def link_issue(account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
     except Unprocessable:
         raise Unprocessable(f"key: work item {key} does not exist in Azure DevOps, or the integration cannot "
                             "read it", field="key") from None
-    fields = item.get("fields") or {}
     with ado_errors("list projects"):
-        project = project_id(client, account_id, str(fields.get("System.TeamProject") or ""))
-    link = Link(
+        link = _link_from_item(client, integration, org_id, group_id, item)
+    store.add_link(link)
+    log.info("workitems.linked", extra={"account_id": account_id, "key": key})
+    return Reply(body=issue_view(link))
+
+
+def _link_from_item(client: Callable[[], AdoClient], integration: Integration, org_id: str, group_id: str,
+                    item: dict[str, Any]) -> Link:
+    """A link described by the work item itself (its project id resolved through the cached project list)."""
+    fields = item.get("fields") or {}
+    key = str(item.get("id"))
+    return Link(
         org_id=org_id,
         group_id=group_id,
-        account_id=account_id,
+        account_id=integration.account_id,
         key=key,
         url=issue_url(integration.domain_name, key),
         title=str(fields.get("System.Title") or ""),
         description=str(fields.get("System.Description") or ""),
         display_name=display_name(fields, key),
-        project_id=project,
+        project_id=project_id(client, integration.account_id, str(fields.get("System.TeamProject") or "")),
         work_item_type=str(fields.get("System.WorkItemType") or "") or None,
         state_rev=int(item.get("rev") or 0),
         assignee_rev=int(item.get("rev") or 0),
     )
-    store.add_link(link)
-    log.info("workitems.linked", extra={"account_id": account_id, "key": key})
-    return Reply(body=issue_view(link))
 
 
 def search(account_id: str, params: dict[str, str]) -> Reply:

@@ -91,9 +91,12 @@ def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> N
     assert secret not in shown and ado.pat not in shown and integration.secret_hash not in shown
 
 
-def test_install_removes_stray_hooks_to_the_same_url_but_not_others(ado: Ado) -> None:
+def test_install_removes_stray_hooks_to_the_same_url_but_not_others(
+        ado: Ado, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import subscription
     from shared.subscription import hook_body
 
+    monkeypatch.setattr(subscription, "STRAY_MIN_AGE", 0.0)  # the stray below is seconds old
     # A hook left by an earlier create that timed out, and somebody else's hook.
     stray = ado.client().create_subscription(hook_body(WEBHOOK, "old-secret"))
     other = ado.client().create_subscription(hook_body("https://elsewhere.example.test/hook", "x"))
@@ -105,6 +108,15 @@ def test_install_removes_stray_hooks_to_the_same_url_but_not_others(ado: Ado) ->
     assert integration is not None
     assert ids == {integration.subscription_id, other["id"]}
     assert stray["id"] not in ids
+
+
+def test_a_hook_created_moments_ago_is_not_taken_for_a_stray(ado: Ado) -> None:
+    from shared.subscription import hook_body
+
+    # Another install request for this organization, still finishing, created this one.
+    in_flight = ado.client().create_subscription(hook_body(WEBHOOK, "their-secret"))
+    install.install(ado.account_id, ado.body())
+    assert in_flight["id"] in {hook["id"] for hook in ado.hooks()}
 
 
 def test_reinstall_reuses_an_enabled_hook(ado: Ado) -> None:

@@ -181,6 +181,34 @@ def test_create_that_failed_before_linking_is_linked_on_retry_not_duplicated(
     assert state is not None and list(state.links) == [(ado.account_id, reply.body["key"])]
 
 
+def test_resumed_create_links_the_work_item_as_it_is_not_as_the_retry_asks(
+        ado: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_add_link = store.add_link
+    monkeypatch.setattr(store, "add_link", lambda link: (_ for _ in ()).throw(StorageUnavailable("down")))
+    with pytest.raises(StorageUnavailable):
+        workitems.create_issue(ado.account_id, ado.org_id, ado.body(title="First"))
+    monkeypatch.setattr(store, "add_link", real_add_link)
+
+    other_project = ado.sandbox.add_project(ado.org, "Other")
+    reply = workitems.create_issue(ado.account_id, ado.org_id, ado.body(title="Second", project=other_project))
+
+    state = store.read_group(ado.org_id, ado.group_id)
+    assert state is not None
+    link = state.links[(ado.account_id, reply.body["key"])]
+    assert (link.title, link.project_id) == ("First", ado.project_id)
+
+
+def test_create_recorded_for_a_work_item_deleted_since_creates_a_new_one(ado: Setup) -> None:
+    held = store.begin_creation(ado.account_id, ado.org_id, ado.group_id)
+    assert held is not None
+    store.record_creation(held, "987654")  # an attempt created #987654, which is gone now
+
+    reply = workitems.create_issue(ado.account_id, ado.org_id, ado.body())
+
+    assert reply.status == 200 and reply.body["key"] != "987654"
+    assert ado.sandbox.work_item(ado.org, int(reply.body["key"]))["fields"]["System.Title"] == "Hello"
+
+
 def test_raw_html_in_description_is_escaped(ado: Setup) -> None:
     text = "<script>alert(1)</script>\n\n**bold** <b>x</b> & [l](javascript:alert(2))\n\n> quoted"
     reply = workitems.create_issue(ado.account_id, ado.org_id, ado.body(description=text))
