@@ -248,16 +248,6 @@ def get_org_link(account_id: str, org_id: str) -> OrgLink | None:
     return _org_link(entity) if entity else None
 
 
-def iter_integration_rows(page_size: int = 1000) -> Iterator[TableEntity]:
-    """Every row of the Integrations table except tokens, page by page (for the kickoff scan)."""
-    with storage.translated():
-        pages = _table(INTEGRATIONS).list_entities(results_per_page=page_size).by_page()
-        for page in pages:
-            for entity in page:
-                if entity["RowKey"] != RK_IDENTITY:
-                    yield entity
-
-
 # --- identities (tokens) -----------------------------------------------------------------------
 
 
@@ -323,10 +313,6 @@ def ensure_organization(org_id: str) -> None:
     _upsert(ORGANIZATIONS, {"PartitionKey": org_id, "RowKey": "org", "org_id": org_id})
 
 
-def get_organization(org_id: str) -> bool:
-    return _get(ORGANIZATIONS, org_id, "org") is not None
-
-
 def _email_row(email: str, user_id: str) -> str:
     return join("email", escape(email.lower()), user_id)
 
@@ -370,11 +356,6 @@ def put_user(user: User) -> None:
         if _transact(USERS, ops):
             return
     raise Conflict(f"user {user.user_id} changed concurrently too often")
-
-
-def users_with_email(org_id: str, email: str) -> list[str]:
-    """Ids of the users of `org_id` with this verified e-mail (case-insensitive)."""
-    return [user_id for user_id, _ in members_with_email(org_id, email)]
 
 
 def members_with_email(org_id: str, email: str) -> list[tuple[str, list[str]]]:

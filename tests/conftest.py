@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import azure.functions as func
 import pytest
 
 from devhost import azurite as azurite_process
+from devhost.host import Host
 from shared import config, storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,21 +184,26 @@ class Bundle:
         return self.http.post(f"{self.url}/admin/functions/{name}", json=body, timeout=30).status_code
 
 
-@pytest.fixture(scope="session")
-def bundle(azurite: azurite_process.Azurite, sandbox_ado: object) -> Iterator[Bundle]:
-    """function_app.py on the devhost (HTTP, queues, timers), on Azurite and the sandbox ADO."""
-    import socket
-
-    from devhost.host import Host
-
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    host = Host(port=port, poll_interval_cap=0.2, settings={
-        "AzureWebJobsStorage": azurite.connection_string,
+        return int(probe.getsockname()[1])
+
+
+def bundle_host(storage_connection: str, *, host_json: dict[str, Any] | None = None) -> Host:
+    """function_app.py on a devhost (not started) with the test settings, its webhook URL pointing at itself."""
+    port = free_port()
+    return Host(port=port, poll_interval_cap=0.2, host_json=host_json, settings={
+        "AzureWebJobsStorage": storage_connection,
         "MANAGE_API_KEY": MANAGE_KEY,
         "WEBHOOK_URL": f"http://127.0.0.1:{port}/api/vsts/issue-updated",
     })
+
+
+@pytest.fixture(scope="session")
+def bundle(azurite: azurite_process.Azurite, sandbox_ado: object) -> Iterator[Bundle]:
+    """function_app.py on the devhost (HTTP, queues, timers), on Azurite and the sandbox ADO."""
+    host = bundle_host(azurite.connection_string)
     # Unit tests before this one leave messages for integrations that exist only in their own
     # setup; the live host must not spend the session retrying them.
     for name in ("subscription-check", "migrate-repo", "sync-outbound"):

@@ -10,7 +10,6 @@ import contextlib
 import copy
 import json
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import MANAGE_KEY, Bundle, load_fixture
+from conftest import Bundle, bundle_host, load_fixture
 
 from devhost import azurite as azurite_process
-from devhost.host import Host
 from shared import config, states, storage, store
 from shared.models import Group, Integration, Link, OrgLink
 from shared.secrets import hash_secret
@@ -32,12 +30,6 @@ SECRET = "reliability-" + "b" * 52
 PROJECT = "c0bf429a-c03c-4a99-9336-d45be74db5a6"
 DONE = ["Closed", "Resolved"]
 FIXTURE = "workitem-updated-state-active-to-resolved.json"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def queue_host_json(**queues: Any) -> dict[str, Any]:
@@ -57,12 +49,7 @@ def private_bundle(*, host_json: dict[str, Any] | None = None, persistent_dir: s
     """
     own = azurite_process.start(location=persistent_dir)
     saved = os.environ.get("AzureWebJobsStorage")
-    port = free_port()
-    host = Host(port=port, poll_interval_cap=0.2, host_json=host_json, settings={
-        "AzureWebJobsStorage": own.connection_string,
-        "MANAGE_API_KEY": MANAGE_KEY,
-        "WEBHOOK_URL": f"http://127.0.0.1:{port}/api/vsts/issue-updated",
-    })
+    host = bundle_host(own.connection_string, host_json=host_json)
     config.reset()
     storage.reset()
     try:
