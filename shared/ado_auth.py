@@ -21,7 +21,7 @@ import requests
 from shared import config
 from shared.ado_client import TIMEOUT, decode_response, transport_error
 from shared.config import Settings
-from shared.errors import AdoServerError, IdentityInvalid
+from shared.core.errors import AdoServerError, IdentityInvalid
 from shared.models import Identity
 
 log = logging.getLogger(__name__)

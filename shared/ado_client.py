@@ -2,7 +2,7 @@
 
 Every call goes through `AdoClient.request`, which adds the api-version, the auth header (fetched
 at send time), `X-TFS-FedAuthRedirect: Suppress`, a timeout and the right content type, retries
-reads on throttling and transient failures, and turns every failure into a `shared.errors.AdoError`.
+reads on throttling and transient failures, and turns every failure into a `shared.core.errors.AdoError`.
 List calls follow ADO's paging themselves; callers never see pages. Does network I/O.
 """
 
@@ -19,15 +19,16 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from shared import config
-from shared.errors import (
+from shared.core.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoError,
     AdoNotFound,
+    AdoRevisionMismatch,
     AdoServerError,
     AdoThrottled,
     AdoTimeout,
-    AdoTransient,
+    AdoUnavailable,
     InvalidInput,
 )
 
@@ -107,17 +108,22 @@ def decode_response(resp: requests.Response, *, now: Callable[[], float] = time.
     status = resp.status_code
     where = f"{resp.request.method if resp.request else ''} {urlsplit(resp.url).path}".strip()
     if status >= 400:
-        detail = _ado_message(resp)
+        detail, type_key = _ado_message(resp)
         suffix = f": {detail}" if detail else ""
         if status in (401, 403):
             raise AdoAuthError(
                 f"Azure DevOps refused our credential (HTTP {status}) for {where}{suffix}",
-                http_status=status,
+                http_status=status, type_key=type_key,
             )
         if status == 404:
-            raise AdoNotFound(f"Azure DevOps found nothing at {where} (HTTP 404){suffix}", http_status=404)
+            raise AdoNotFound(f"Azure DevOps found nothing at {where} (HTTP 404){suffix}", http_status=404,
+                              type_key=type_key)
         if status == 400:
-            raise AdoBadRequest(f"Azure DevOps rejected {where} (HTTP 400){suffix}", http_status=400)
+            raise AdoBadRequest(f"Azure DevOps rejected {where} (HTTP 400){suffix}", http_status=400,
+                                type_key=type_key)
+        if status == 412:
+            raise AdoRevisionMismatch(f"Azure DevOps refused {where}: the work item changed (HTTP 412){suffix}",
+                                      http_status=412, type_key=type_key)
         retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=now)
         if status == 429 or (status == 503 and retry_after is not None):
             raise AdoThrottled(
@@ -127,7 +133,8 @@ def decode_response(resp: requests.Response, *, now: Callable[[], float] = time.
             )
         if status >= 500:
             raise AdoServerError(f"Azure DevOps failed {where} (HTTP {status}){suffix}", http_status=status)
-        raise AdoError(f"Azure DevOps answered HTTP {status} for {where}{suffix}", http_status=status)
+        raise AdoError(f"Azure DevOps answered HTTP {status} for {where}{suffix}", http_status=status,
+                       type_key=type_key)
     if status == 203:
         # Without a usable credential ADO may answer 203 with a sign-in page instead of 401.
         raise AdoAuthError(
@@ -150,7 +157,7 @@ def decode_response(resp: requests.Response, *, now: Callable[[], float] = time.
         ) from None
 
 
-def transport_error(exc: requests.RequestException, where: str) -> AdoError:
+def transport_error(exc: requests.RequestException, where: str) -> AdoError | AdoUnavailable:
     """The `AdoError` for a request that got no HTTP answer."""
     kind = type(exc).__name__
     if isinstance(exc, requests.exceptions.SSLError):
@@ -177,19 +184,20 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     return max(0.0, when.timestamp() - now())
 
 
-def _ado_message(resp: requests.Response) -> str:
-    """ADO's own `message` (with its `typeKey`) when the error body is JSON, else ''."""
+def _ado_message(resp: requests.Response) -> tuple[str, str | None]:
+    """ADO's own `message` (with its `typeKey`) and the `typeKey`, when the error body is JSON."""
     try:
         body = resp.json()
     except ValueError:
-        return ""
+        return "", None
     if not isinstance(body, dict):
-        return ""
+        return "", None
     message = str(body.get("message") or "")[:1000]
     type_key = body.get("typeKey")
+    type_key = type_key[:200] if isinstance(type_key, str) and type_key else None
     if message and type_key:
-        return f"{message} [{type_key}]"
-    return message
+        return f"{message} [{type_key}]", type_key
+    return message, type_key
 
 
 def _looks_like_html(resp: requests.Response) -> bool:
@@ -197,7 +205,7 @@ def _looks_like_html(resp: requests.Response) -> bool:
     return "text/html" in content_type or resp.content.lstrip()[:1] == b"<"
 
 
-def _retryable(err: AdoError) -> bool:
+def _retryable(err: AdoError | AdoUnavailable) -> bool:
     return isinstance(err, AdoThrottled | AdoTimeout) or (
         isinstance(err, AdoServerError) and err.http_status in RETRY_STATUSES
     )
@@ -316,8 +324,8 @@ class AdoClient:
                 )
                 return decode_response(resp), resp
             except requests.RequestException as exc:
-                err: AdoError = transport_error(exc, where)
-            except AdoError as exc:
+                err: AdoError | AdoUnavailable = transport_error(exc, where)
+            except (AdoError, AdoUnavailable) as exc:
                 err = exc
             if isinstance(err, AdoAuthError) and err.http_status == 401 and not refreshed:
                 refreshed = True
@@ -333,8 +341,8 @@ class AdoClient:
             )
             self._sleep(delay)
 
-    def _delay(self, err: AdoError, attempt: int) -> float:
-        retry_after = err.retry_after if isinstance(err, AdoTransient) else None
+    def _delay(self, err: AdoError | AdoUnavailable, attempt: int) -> float:
+        retry_after = err.retry_after if isinstance(err, AdoUnavailable) else None
         if retry_after is None:
             retry_after = BACKOFF_BASE * 2 ** (attempt - 1)
         return min(retry_after, self._max_retry_after)

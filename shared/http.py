@@ -17,7 +17,7 @@ from typing import Any
 import azure.functions as func
 
 from shared import telemetry
-from shared.errors import BundleError, InvalidInput, TransientError, Unauthorized
+from shared.core.errors import BundleError, InvalidInput, TransientError, Unauthorized
 
 log = logging.getLogger(__name__)
 

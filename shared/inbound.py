@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from shared import deps, states, store, sync, webhook
-from shared.errors import AdoError, IdentityInvalid, InvalidInput, TransientError, Unauthorized
+from shared.core.errors import AdoError, IdentityInvalid, InvalidInput, TransientError, Unauthorized
 from shared.http import Reply
 from shared.keys import check_id
 from shared.models import GroupChange, GroupState, Integration, OrgLink

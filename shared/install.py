@@ -25,11 +25,10 @@ from shared import deps, storage, store, subscription
 from shared import validate as v
 from shared.ado_auth import auth_for
 from shared.ado_client import AdoClient, checked_domain_name, lookup_base_url
-from shared.errors import (
+from shared.core.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoError,
-    AdoTransient,
     IdentityInvalid,
     InvalidInput,
     NotFound,
@@ -131,8 +130,6 @@ def ado_repositories(account_id: str) -> Reply:
         raise NotFound(f"Integration {account_id} is not installed")
     try:
         repos = client_for(integration).list_repositories()
-    except AdoTransient:
-        raise
     except (AdoError, IdentityInvalid) as error:
         raise AdoError(
             f"Could not list the repositories of Azure DevOps organization {integration.account_name}: "
@@ -338,10 +335,6 @@ def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
         created = subscription.create(client, url)
     except (AdoAuthError, AdoBadRequest) as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
-    except AdoError as error:
-        if error.http_status in (400, 401, 403) or "permission" in error.message.lower():
-            raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
-        raise
     return _Hook(created.id, created.status, created.secret_hash, False)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import storage, telemetry
-from shared.errors import BundleError, InvalidInput, TransientError
+from shared.core.errors import BundleError, InvalidInput, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 
 MAX_ID_LENGTH = 128  # composite keys (`org|group`) stay well under the 1 KiB key limit
 SEP = "|"

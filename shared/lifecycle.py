@@ -28,7 +28,7 @@ from azure.data.tables import TableEntity
 
 from shared import install, storage, store, subscription
 from shared.ado_client import AdoClient
-from shared.errors import AdoError, AdoTransient, ConfigError, IdentityInvalid, StorageUnavailable
+from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
 from shared.keys import check_id
 from shared.models import Integration
 
@@ -139,8 +139,6 @@ def check_subscription(message: dict[str, Any]) -> None:
         log.warning("subscription_check.identity_invalid", extra=context)
         _record(account_id, problem=error.message)
         return
-    except AdoTransient:
-        raise
     except AdoError as error:
         log.warning("subscription_check.failed_to_get_subscription",
                     extra={**context, "error": type(error).__name__})
@@ -165,8 +163,6 @@ def _replace(integration: Integration, client: AdoClient, observed: str, now: fl
     context = {"account_id": account_id, "status": observed}
     try:
         created = subscription.create(client, subscription.webhook_url())
-    except AdoTransient:
-        raise
     except (AdoError, IdentityInvalid, ConfigError) as error:
         log.warning("subscription_check.failed_to_create_subscription",
                     extra={**context, "error": type(error).__name__})

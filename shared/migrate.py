@@ -15,7 +15,7 @@ from typing import Any
 
 from shared import install, store
 from shared.ado_client import AdoClient
-from shared.errors import AdoAuthError, AdoBadRequest, AdoNotFound, AdoTransient, IdentityInvalid
+from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
 from shared.keys import check_id
 from shared.models import Repository
 
@@ -43,8 +43,6 @@ def migrate_repository(message: dict[str, Any]) -> None:
         return
     try:
         reachable = _reachable(repo, install.client_for(integration))
-    except AdoTransient:
-        raise
     except (AdoAuthError, AdoNotFound, AdoBadRequest, IdentityInvalid) as error:
         log.info("migrate.repository.no_access", extra={**context, "error": type(error).__name__})
         return

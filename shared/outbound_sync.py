@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from shared import deps, store, sync
 from shared.ado_client import AdoClient
-from shared.errors import BundleError, InvalidInput, TransientError
+from shared.core.errors import BundleError, InvalidInput, TransientError
 from shared.keys import check_id
 from shared.models import Activity, Group, GroupChange, GroupState, Integration, Link, OrgLink
 from shared.outbound import FLAG_FOR_KIND, KINDS

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from shared import store, sync
 from shared.ado_client import AdoClient
-from shared.errors import AdoNotFound
+from shared.core.errors import AdoNotFound
 
 TTL = 3600.0
 FALLBACK_TYPES = ("Bug", "Issue", "Task")

@@ -26,7 +26,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from shared.config import Settings, settings
-from shared.errors import InvalidInput, StorageUnavailable
+from shared.core.errors import InvalidInput, StorageUnavailable
 
 # Fail fast when storage is down: the webhook answers 503 and ADO retries later.
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 20}

@@ -55,7 +55,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
 from shared import storage
-from shared.errors import Conflict, TransientError
+from shared.core.errors import Conflict, TransientError
 from shared.keys import check_id, escape, join
 from shared.models import (
     Activity,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from shared import secrets
 from shared.ado_client import AdoClient
 from shared.config import settings
-from shared.errors import AdoError, AdoNotFound, BundleError, ConfigError
+from shared.core.errors import AdoError, AdoNotFound, BundleError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def create(client: AdoClient, url: str) -> Created:
     secret = secrets.new_secret()
     try:
         answer = client.create_subscription(hook_body(url, secret))
-    except AdoError as error:
+    except BundleError as error:
         if secret in error.message:
             error.message = error.message.replace(secret, "***")
             error.args = (error.message,)

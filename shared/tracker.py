@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import outbound, storage, store, validate
-from shared.errors import NotFound
+from shared.core.errors import NotFound
 from shared.http import Reply, iso_time
 from shared.keys import check_id
 from shared.models import GROUP_STATUSES, Group, Repository, User

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 
 MAX_TEXT = 32_000
 _MISSING = object()

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 from shared.keys import check_id
 
 MAX_BODY = 2 * 1024 * 1024

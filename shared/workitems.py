@@ -24,7 +24,7 @@ from markdown.treeprocessors import Treeprocessor
 
 from shared import deps, store, validate
 from shared.ado_client import AdoClient
-from shared.errors import (
+from shared.core.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoNotFound,

@@ -25,7 +25,7 @@ from conftest import MANAGE_KEY
 from reliability_support import SECRET, Seeded, private_bundle, queue_count, seed
 
 from shared import store
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 from shared.models import Repository, User
 
 TOTAL = 10_000

@@ -19,7 +19,7 @@ import responses
 from shared.ado_auth import OAuthAuth, PatAuth, auth_for
 from shared.ado_client import AdoClient
 from shared.config import Settings
-from shared.errors import AdoServerError, AdoTimeout, AdoTransient, ConfigError, IdentityInvalid
+from shared.core.errors import AdoServerError, AdoTimeout, AdoUnavailable, ConfigError, IdentityInvalid
 from shared.models import Identity
 
 HOST = "https://127.0.0.1:8443"
@@ -264,7 +264,7 @@ def test_token_endpoint_outage_is_transient(
     with pytest.raises(error) as info:
         make_auth(repo).header()
 
-    assert isinstance(info.value, AdoTransient)
+    assert isinstance(info.value, AdoUnavailable)
     assert repo.get(ACCOUNT).status == "valid"  # a retry later can still refresh
     assert OLD_REFRESH not in str(info.value) and CLIENT_SECRET not in str(info.value)
 

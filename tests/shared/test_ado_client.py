@@ -17,7 +17,7 @@ from responses import matchers
 from shared.ado_auth import PatAuth
 from shared.ado_client import AdoClient, checked_domain_name, lookup_base_url
 from shared.config import Settings
-from shared.errors import (
+from shared.core.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoError,
@@ -25,7 +25,7 @@ from shared.errors import (
     AdoServerError,
     AdoThrottled,
     AdoTimeout,
-    AdoTransient,
+    AdoUnavailable,
 )
 
 HOST = "https://127.0.0.1:8443"
@@ -319,7 +319,7 @@ def test_429_carries_retry_after(client: AdoClient, wire: Any) -> None:
     with pytest.raises(AdoThrottled) as info:
         client.create_subscription({})
     assert info.value.retry_after == 12.0
-    assert isinstance(info.value, AdoTransient)
+    assert isinstance(info.value, AdoUnavailable)
 
 
 def test_503_without_retry_after_is_server_error(client: AdoClient, wire: Any) -> None:

@@ -12,7 +12,7 @@ import requests
 from shared import config, store
 from shared.ado_auth import PatAuth, auth_for
 from shared.ado_client import AdoClient, lookup_base_url
-from shared.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
+from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
 from shared.models import Identity
 
 pytestmark = pytest.mark.usefixtures("azurite")

@@ -13,7 +13,7 @@ from conftest import drain
 from shared import install, secrets, storage, store
 from shared.ado_auth import PatAuth
 from shared.ado_client import AdoClient
-from shared.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
+from shared.core.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
 from shared.models import Identity, Repository
 
 pytestmark = pytest.mark.usefixtures("azurite")

@@ -16,7 +16,7 @@ from migrate_queue import subscription_check
 from shared import install, lifecycle, secrets, storage, store
 from shared.ado_auth import PatAuth
 from shared.ado_client import AdoClient
-from shared.errors import AdoServerError, StorageUnavailable
+from shared.core.errors import AdoServerError, StorageUnavailable
 from shared.models import Identity, Integration, OrgLink
 
 pytestmark = pytest.mark.usefixtures("azurite")

@@ -12,7 +12,7 @@ from conftest import StubContext
 
 from migrate_queue import migrate_repo
 from shared import install, jobs, migrate, store
-from shared.errors import AdoThrottled
+from shared.core.errors import AdoThrottled
 from shared.models import Repository
 
 pytestmark = pytest.mark.usefixtures("azurite")

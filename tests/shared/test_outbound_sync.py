@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared import jobs, outbound, outbound_sync, store, sync
-from shared.errors import InvalidInput, TransientError
+from shared.core.errors import InvalidInput, TransientError
 from shared.models import Group, GroupChange, GroupState, Identity, Integration, Link, OrgLink, User
 
 pytestmark = pytest.mark.usefixtures("azurite")

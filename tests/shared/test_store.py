@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from shared import store
-from shared.errors import InvalidInput
+from shared.core.errors import InvalidInput
 from shared.models import (
     Activity,
     Group,

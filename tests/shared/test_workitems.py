@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared import store, workitems
-from shared.errors import (
+from shared.core.errors import (
     AdoAuthError,
     AdoThrottled,
     BundleError,

@@ -1,0 +1,1 @@
+"""I/O adapters: Azure Table and Queue storage, the Azure DevOps REST client and its credentials."""
