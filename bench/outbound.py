@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devhost import azurite
 from devhost.sandbox_ado import SandboxAdo
 from shared import config, outbound, outbound_sync, storage, store
-from shared.models import Group, Identity, Integration, Link, OrgLink, User
+from shared.core.models import Group, Identity, Integration, Link, OrgLink, User
 
 USERS = 250
 PAGE = 100

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devhost import azurite
 from devhost.host import Host
 from shared import store
-from shared.models import Group, Integration, Link, OrgLink, User
-from shared.secrets import hash_secret
+from shared.core.models import Group, Integration, Link, OrgLink, User
+from shared.core.secrets import hash_secret
 
 SECRET = "bench-secret-" + "0" * 51
 PROJECT = "bench-project"

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import azure.functions as func
 
-from shared import jobs, lifecycle, migrate, outbound_sync
+from shared.compose import Services, services
+from shared.flows import jobs, lifecycle, migration, outbound
 from shared.telemetry import invocation_id
 
 bp = func.Blueprint()
 CONNECTION = "AzureWebJobsStorage"
 
 
+def _run(queue: str, msg: func.QueueMessage, context: func.Context,
+         handler: Callable[[Services, dict[str, Any]], None]) -> None:
+    svc = services()
+    jobs.run(queue, msg.get_body(), lambda message: handler(svc, message), send=svc.send,
+             dequeue_count=msg.dequeue_count or 1, invocation_id=invocation_id(context))
+
+
 @bp.function_name("subscription_check")
 @bp.queue_trigger(arg_name="msg", queue_name="subscription-check", connection=CONNECTION)
 def subscription_check(msg: func.QueueMessage, context: func.Context) -> None:
-    jobs.run("subscription-check", msg.get_body(), lifecycle.check_subscription,
-             dequeue_count=msg.dequeue_count or 1, invocation_id=invocation_id(context))
+    _run("subscription-check", msg, context, lifecycle.check_subscription)
 
 
 @bp.function_name("migrate_repo")
 @bp.queue_trigger(arg_name="msg", queue_name="migrate-repo", connection=CONNECTION)
 def migrate_repo(msg: func.QueueMessage, context: func.Context) -> None:
-    jobs.run("migrate-repo", msg.get_body(), migrate.migrate_repository, dequeue_count=msg.dequeue_count or 1,
-             invocation_id=invocation_id(context))
+    _run("migrate-repo", msg, context, migration.migrate_repository)
 
 
 @bp.function_name("sync_outbound")
 @bp.queue_trigger(arg_name="msg", queue_name="sync-outbound", connection=CONNECTION)
 def sync_outbound(msg: func.QueueMessage, context: func.Context) -> None:
-    jobs.run("sync-outbound", msg.get_body(), outbound_sync.sync_work_item,
-             dequeue_count=msg.dequeue_count or 1, invocation_id=invocation_id(context))
+    _run("sync-outbound", msg, context, outbound.sync_work_item)

@@ -6,7 +6,9 @@ import logging
 
 import azure.functions as func
 
-from shared import lifecycle, telemetry
+from shared import telemetry
+from shared.compose import services
+from shared.flows import lifecycle
 from shared.telemetry import invocation_id
 
 bp = func.Blueprint()
@@ -19,4 +21,4 @@ def subscription_timer(timer: func.TimerRequest, context: func.Context) -> None:
     with telemetry.invocation(invocation_id(context)):
         if timer.past_due:
             log.info("kickoff.past_due")
-        lifecycle.kickoff()
+        lifecycle.kickoff(services())

@@ -22,7 +22,7 @@ FIXTURES = [
 @pytest.mark.parametrize("fixture,expected", FIXTURES)
 def test_every_fixture_over_http(bundle: Bundle, uid: str, fixture: str, expected: dict[str, Any]) -> None:
     from shared import store
-    from shared.models import User
+    from shared.core.models import User
 
     world = World(uid)
     store.put_user(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
@@ -132,7 +132,7 @@ def test_tracker_change_reaches_the_work_item_through_the_queue(org: Org) -> Non
 
 def test_disabled_hook_is_repaired_by_the_timer_and_delivers_again(org: Org) -> None:
     from shared import store
-    from shared.models import Integration
+    from shared.core.models import Integration
 
     (sub,) = [s for s in org.sandbox.subscriptions(org.name)]
     org.sandbox.set_subscription_status(org.name, sub["id"], "disabledBySystem")

@@ -12,8 +12,8 @@ import pytest
 from conftest import StubContext, load_fixture
 
 from shared import states, store
-from shared.models import Group, Integration, Link, OrgLink, User
-from shared.secrets import hash_secret
+from shared.core.models import Group, Integration, Link, OrgLink, User
+from shared.core.secrets import hash_secret
 from webhook_http import webhook_http
 
 pytestmark = pytest.mark.usefixtures("azurite")
@@ -177,7 +177,7 @@ def test_duplicate_delivery_applies_once(world: World) -> None:
 def _set_status(state: Any, status: str) -> Any:
     from dataclasses import replace
 
-    from shared.models import GroupChange
+    from shared.core.models import GroupChange
 
     return GroupChange(group=replace(state.group, status=status, version=state.group.version + 1))
 
@@ -290,7 +290,7 @@ def test_event_of_a_revision_the_bundle_wrote_is_not_applied_back(world: World) 
 
     # Outbound sync wrote State=Resolved to the work item at rev 4 (recorded on the link) ...
     def record_push(state: Any) -> Any:
-        from shared.models import GroupChange
+        from shared.core.models import GroupChange
 
         link = state.links[(world.account, "33")]
         return GroupChange(links=[sync.pushed(link, "state", 4)])

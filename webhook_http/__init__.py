@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import inbound
-from shared.http import respond
+from shared.adapters.http import respond
+from shared.compose import services
+from shared.flows import inbound
 from shared.telemetry import invocation_id
 
 bp = func.Blueprint()
@@ -15,4 +16,5 @@ bp = func.Blueprint()
 @bp.route(route="vsts/issue-updated", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def webhook_http(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = req.get_body() or b""
-    return respond(lambda: inbound.handle(body, req.headers), event="webhook", invocation_id=invocation_id(context))
+    return respond(lambda: inbound.handle(services(), body, req.headers), event="webhook",
+                   invocation_id=invocation_id(context))

@@ -22,8 +22,8 @@ from conftest import Bundle, bundle_host, load_fixture
 
 from devhost import azurite as azurite_process
 from shared import config, states, storage, store
-from shared.models import Group, Integration, Link, OrgLink
-from shared.secrets import hash_secret
+from shared.core.models import Group, Integration, Link, OrgLink
+from shared.core.secrets import hash_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "reliability-" + "b" * 52

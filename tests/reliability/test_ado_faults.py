@@ -17,7 +17,7 @@ from conftest import Bundle, wait_for
 from reliability_support import private_bundle, queue_count, queue_host_json
 
 from shared import storage, store
-from shared.models import Integration
+from shared.core.models import Integration
 
 ORGS = 50
 GROUPS_PER_ORG = 4  # 200 outbound syncs, 50 subscription checks

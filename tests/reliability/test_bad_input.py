@@ -26,7 +26,7 @@ from reliability_support import SECRET, Seeded, private_bundle, queue_count, see
 
 from shared import store
 from shared.core.errors import InvalidInput
-from shared.models import Repository, User
+from shared.core.models import Repository, User
 
 TOTAL = 10_000
 SEED = 20261124

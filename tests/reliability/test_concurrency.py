@@ -13,7 +13,7 @@ import pytest
 from reliability_support import Sender, private_bundle, seed
 
 from shared import deps, store
-from shared.models import Identity, Integration, User
+from shared.core.models import Identity, Integration, User
 
 WEBHOOKS = 32
 REFRESHERS = 8

@@ -12,7 +12,7 @@ from conftest import MANAGE_KEY, Bundle, wait_for
 from reliability_support import private_bundle, queue_host_json
 
 from shared import storage, store
-from shared.models import Integration
+from shared.core.models import Integration
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 STANDARD = set(vars(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None))) | {"message", "asctime"}

@@ -16,11 +16,11 @@ import pytest
 import requests
 import responses
 
-from shared.ado_auth import OAuthAuth, PatAuth, auth_for
-from shared.ado_client import AdoClient
+from shared.adapters.ado_auth import OAuthAuth, PatAuth, auth_for
+from shared.adapters.ado_client import AdoClient
 from shared.config import Settings
 from shared.core.errors import AdoServerError, AdoTimeout, AdoUnavailable, ConfigError, IdentityInvalid
-from shared.models import Identity
+from shared.core.models import Identity
 
 HOST = "https://127.0.0.1:8443"
 TOKEN_URL = HOST + "/login/oauth2/v2.0/token"
@@ -363,7 +363,7 @@ def test_no_token_in_reprs_or_logs(repo: MemoryRepo, wire: Any, caplog: pytest.L
         if record.name.startswith("shared."):
             texts.append(record.getMessage())
             texts.append(repr(record.__dict__))
-    assert any(r.name == "shared.ado_auth" for r in caplog.records)
+    assert any(r.name == "shared.adapters.ado_auth" for r in caplog.records)
     for text in texts:
         for secret in secrets:
             assert secret not in text

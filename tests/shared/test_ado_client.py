@@ -14,8 +14,8 @@ import requests
 import responses
 from responses import matchers
 
-from shared.ado_auth import PatAuth
-from shared.ado_client import AdoClient, checked_domain_name, lookup_base_url
+from shared.adapters.ado_auth import PatAuth
+from shared.adapters.ado_client import AdoClient, checked_domain_name, lookup_base_url
 from shared.config import Settings
 from shared.core.errors import (
     AdoAuthError,

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from shared import config, store
-from shared.ado_auth import PatAuth, auth_for
-from shared.ado_client import AdoClient, lookup_base_url
+from shared.adapters.ado_auth import PatAuth, auth_for
+from shared.adapters.ado_client import AdoClient, lookup_base_url
 from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
-from shared.models import Identity
+from shared.core.models import Identity
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

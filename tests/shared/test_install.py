@@ -11,10 +11,10 @@ import pytest
 from conftest import drain
 
 from shared import install, secrets, storage, store
-from shared.ado_auth import PatAuth
-from shared.ado_client import AdoClient
+from shared.adapters.ado_auth import PatAuth
+from shared.adapters.ado_client import AdoClient
 from shared.core.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
-from shared.models import Identity, Repository
+from shared.core.models import Identity, Repository
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
@@ -93,8 +93,9 @@ def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> N
 
 def test_install_removes_stray_hooks_to_the_same_url_but_not_others(
         ado: Ado, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import subscription
     from shared.subscription import hook_body
+
+    from shared import subscription
 
     monkeypatch.setattr(subscription, "STRAY_MIN_AGE", 0.0)  # the stray below is seconds old
     # A hook left by an earlier create that timed out, and somebody else's hook.

@@ -14,10 +14,10 @@ from conftest import StubContext, drain
 
 from migrate_queue import subscription_check
 from shared import install, lifecycle, secrets, storage, store
-from shared.ado_auth import PatAuth
-from shared.ado_client import AdoClient
+from shared.adapters.ado_auth import PatAuth
+from shared.adapters.ado_client import AdoClient
 from shared.core.errors import AdoServerError, StorageUnavailable
-from shared.models import Identity, Integration, OrgLink
+from shared.core.models import Identity, Integration, OrgLink
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

@@ -13,7 +13,7 @@ from conftest import StubContext
 from migrate_queue import migrate_repo
 from shared import install, jobs, migrate, store
 from shared.core.errors import AdoThrottled
-from shared.models import Repository
+from shared.core.models import Repository
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

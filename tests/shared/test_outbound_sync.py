@@ -10,7 +10,7 @@ import pytest
 
 from shared import jobs, outbound, outbound_sync, store, sync
 from shared.core.errors import InvalidInput, TransientError
-from shared.models import Group, GroupChange, GroupState, Identity, Integration, Link, OrgLink, User
+from shared.core.models import Group, GroupChange, GroupState, Identity, Integration, Link, OrgLink, User
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

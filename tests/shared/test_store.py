@@ -8,7 +8,7 @@ import pytest
 
 from shared import store
 from shared.core.errors import InvalidInput
-from shared.models import (
+from shared.core.models import (
     Activity,
     Group,
     GroupChange,

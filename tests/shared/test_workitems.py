@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared import store, workitems
+from shared.adapters.http import error_reply
 from shared.core.errors import (
     AdoAuthError,
     AdoThrottled,
@@ -19,8 +20,7 @@ from shared.core.errors import (
     NotFound,
     StorageUnavailable,
 )
-from shared.http import error_reply
-from shared.models import Group, Identity, Integration, OrgLink
+from shared.core.models import Group, Identity, Integration, OrgLink
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

@@ -11,8 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from shared import store, sync
-from shared.ado_client import AdoClient
+from shared.adapters.ado_client import AdoClient
+from shared.adapters.cache import CacheStore
+from shared.core import sync
 from shared.core.errors import AdoNotFound
 
 TTL = 3600.0
@@ -22,6 +23,7 @@ _lock = threading.Lock()
 
 
 def done_states(
+    cache: CacheStore,
     account_id: str,
     project_id: str,
     work_item_type: str | None,
@@ -37,10 +39,10 @@ def done_states(
     if hit and hit[0] > now():
         return hit[1]
     cache_key = f"states|{project_id}|{wit}"
-    cached = store.cache_get(account_id, cache_key, now=now())
+    cached = cache.get(account_id, cache_key)
     if cached is None:
         cached = _fetch(client(), project_id, work_item_type)
-        store.cache_put(account_id, cache_key, cached, ttl=TTL)
+        cache.put(account_id, cache_key, cached, ttl=TTL)
     with _lock:
         _memory[key] = (now() + TTL, list(cached))
     return list(cached)

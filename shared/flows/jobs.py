@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared import storage, telemetry
+from shared import telemetry
+from shared.compose import Send
 from shared.core.errors import BundleError, InvalidInput, TransientError
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,15 @@ def decode(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], *, dequeue_count: int = 1,
+def run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], *, send: Send, dequeue_count: int = 1,
         invocation_id: str | None = None) -> None:
-    """Handle one queue message (single or batch) with the policy above."""
+    """Handle one queue message (single or batch) with the policy above; `send` re-queues batch items."""
     with telemetry.invocation(invocation_id):
-        _run(queue, body, handler, dequeue_count)
+        _run(queue, body, handler, send, dequeue_count)
 
 
-def _run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], dequeue_count: int) -> None:
+def _run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], send: Send,
+         dequeue_count: int) -> None:
     message = decode(body)
     if message is None:
         log.error("queue.message.malformed", extra={"queue": queue, "dequeue_count": dequeue_count})
@@ -58,10 +60,10 @@ def _run(queue: str, body: bytes, handler: Callable[[dict[str, Any]], None], deq
             _one(queue, item, handler, batch=True)
         except TransientError as error:
             log.warning("queue.item.requeued", extra={"queue": queue, "error": type(error).__name__})
-            storage.send(queue, item, delay=error.retry_after)
+            send(queue, item, delay=error.retry_after)
         except Exception as error:  # an unexpected failure: the item goes on alone, to its own poison path
             log.exception("queue.item.requeued_after_error", extra={"queue": queue, "error": type(error).__name__})
-            storage.send(queue, item)
+            send(queue, item)
 
 
 def _one(queue: str, message: dict[str, Any], handler: Callable[[dict[str, Any]], None], *, batch: bool) -> None:

@@ -1,6 +1,6 @@
 """Validation of API bodies: each helper returns a typed value or raises InvalidInput naming the field.
 
-Pure: no I/O. Field errors are 422; a body that is not JSON at all is a 400 (see shared.http).
+Pure: no I/O. Field errors are 422; a body that is not JSON at all is a 400 (see shared.adapters.http).
 """
 
 from __future__ import annotations

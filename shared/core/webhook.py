@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.core.errors import InvalidInput
-from shared.keys import check_id
+from shared.core.keys import check_id
 
 MAX_BODY = 2 * 1024 * 1024
 WORKITEM_UPDATED = "workitem.updated"

@@ -30,6 +30,7 @@ from shared.core.errors import InvalidInput, StorageUnavailable
 
 # Fail fast when storage is down: the webhook answers 503 and ADO retries later.
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "read_timeout": 20}
+MAX_VISIBILITY = 7 * 24 * 3600 - 1  # seconds; Azure Storage queues refuse longer
 _lock = threading.Lock()
 _known_tables: set[tuple[int, str]] = set()
 _known_queues: set[tuple[int, str]] = set()
@@ -93,11 +94,12 @@ def queue(name: str) -> QueueClient:
     return client
 
 
-def send(queue_name: str, message: dict[str, Any], *, delay: float | None = None) -> None:
-    """Put one JSON message on a queue, optionally invisible for `delay` seconds."""
+def send(queue_name: str, message: dict[str, Any], /, *, delay: float | None = None) -> None:
+    """Put one JSON message on a queue, invisible for `delay` seconds (1 s to 7 days) when given."""
     text = json.dumps(message, separators=(",", ":"))
+    visibility = min(MAX_VISIBILITY, max(1, round(delay))) if delay else None
     with translated():
-        queue(queue_name).send_message(text, visibility_timeout=int(delay) if delay else None)
+        queue(queue_name).send_message(text, visibility_timeout=visibility)
 
 
 _TOO_LARGE_OR_INVALID = {"PropertyValueTooLarge", "EntityTooLarge", "RequestBodyTooLarge", "InvalidInput",

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import requests
 
 from shared import config
-from shared.ado_client import TIMEOUT, decode_response, transport_error
+from shared.adapters.ado_http import TIMEOUT, Auth, decode_response, transport_error
 from shared.config import Settings
 from shared.core.errors import AdoServerError, IdentityInvalid
-from shared.models import Identity
+from shared.core.models import Identity
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +30,6 @@ SAVE_ATTEMPTS = 3
 # After a refused refresh, how long (seconds, cumulative waits) to look for the token set of a
 # concurrent worker that used the same refresh token first and has not stored its result yet.
 REFUSAL_GRACE = (0.05, 0.1, 0.2, 0.4)
-
-
-class Auth(Protocol):
-    """Supplies the Authorization header of ADO requests."""
-
-    def header(self) -> str:
-        """The Authorization header value, refreshing the credential first when needed."""
-        ...
-
-    def on_unauthorized(self) -> bool:
-        """React to a 401; True when a new credential is ready and the call may be retried."""
-        ...
 
 
 class IdentityRepo(Protocol):

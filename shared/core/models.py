@@ -115,6 +115,9 @@ class Link:
     state_delivery: str = ""
     assignee_rev: int = 0
     assignee_delivery: str = ""
+    # The field values the work item had at those revisions, as far as the bundle knows (None: unknown).
+    state_value: str | None = None
+    assignee_value: str | None = None
 
 
 @dataclass
@@ -139,21 +142,76 @@ class Repository:
 
 
 @dataclass
+class Push:
+    """Outbound sync of one kind of change ("status" or "assignee") to one linked work item.
+
+    `pushed` is the group version last pushed (a message for an older version is a no-op). While a
+    push is in flight it holds a lease (`lease` token until `lease_until`), and records the work item
+    revision its write is conditional on (`base_rev`) and the value it writes (`planned`), so the
+    service hook of that write is recognised as the bundle's own even before the push is recorded.
+    """
+
+    account_id: str
+    key: str
+    kind: str
+    pushed: int = 0
+    lease: str | None = None
+    lease_until: float = 0.0
+    base_rev: int = 0
+    planned: str | None = None
+
+    def held(self, now: float) -> bool:
+        return bool(self.lease) and self.lease_until > now
+
+
+@dataclass
+class Creation:
+    """A claim on creating the work item of one group in one integration.
+
+    `attempted` is set before Azure DevOps is asked to create it, `key` once it answered: a retry
+    after an attempt with no key looks for the work item by its marker instead of creating another.
+    """
+
+    account_id: str
+    started: float
+    attempted: bool = False
+    key: str | None = None
+
+
+@dataclass
 class GroupState:
-    """A group with its links, as read for a read-modify-write (etags kept per row)."""
+    """A group with its links, pushes and creation claims, read in one query (etags kept per row)."""
 
     group: Group
     links: dict[tuple[str, str], Link]
     etags: dict[str, str]
+    pushes: dict[tuple[str, str, str], Push] = field(default_factory=dict)
+    creations: dict[str, Creation] = field(default_factory=dict)
 
 
 @dataclass
 class GroupChange:
-    """What a read-modify-write of a group decided: the new group (or None), changed links, activity."""
+    """What a read-modify-write of a group decided: the new group (or None), changed rows, activity."""
 
     group: Group | None = None
     links: list[Link] = field(default_factory=list)
     activity: list[Activity] = field(default_factory=list)
+    pushes: list[Push] = field(default_factory=list)
+    creations: list[Creation] = field(default_factory=list)
+    ended_creations: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return self.group is not None or bool(self.links) or bool(self.activity)
+        return (self.group is not None or bool(self.links) or bool(self.activity) or bool(self.pushes)
+                or bool(self.creations) or bool(self.ended_creations))
+
+
+@dataclass
+class IntegrationState:
+    """An integration with its organization links, read in one query; the etag for conditional writes."""
+
+    integration: Integration | None
+    links: list[OrgLink] = field(default_factory=list)
+    etag: str | None = None
+
+    def org_link(self, org_id: str) -> OrgLink | None:
+        return next((link for link in self.links if link.org_id == org_id), None)

@@ -1,54 +1,39 @@
-"""Azure DevOps REST client: one session, one URL table, one request path, one error mapper.
+"""Azure DevOps REST client: one session, one URL table, one request path.
 
 Every call goes through `AdoClient.request`, which adds the api-version, the auth header (fetched
 at send time), `X-TFS-FedAuthRedirect: Suppress`, a timeout and the right content type, retries
-reads on throttling and transient failures, and turns every failure into a `shared.core.errors.AdoError`.
+reads on throttling and transient failures, and raises the errors `shared.adapters.ado_http` maps.
 List calls follow ADO's paging themselves; callers never see pages. Does network I/O.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 
 from shared import config
-from shared.core.errors import (
-    AdoAuthError,
-    AdoBadRequest,
-    AdoError,
-    AdoNotFound,
-    AdoRevisionMismatch,
-    AdoServerError,
-    AdoThrottled,
-    AdoTimeout,
-    AdoUnavailable,
-    InvalidInput,
-)
-
-if TYPE_CHECKING:
-    from shared.ado_auth import Auth
-    from shared.config import Settings
+from shared.adapters.ado_http import TIMEOUT, Auth, NoAuth, decode_response, retryable, transport_error
+from shared.config import Settings
+from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "7.1"
 GRAPH_API_VERSION = "7.1-preview.1"
 LOOKUP_API_VERSION = "5.0-preview.1"
-TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
 BACKOFF_BASE = 0.5
 PAGE_SIZE = 100
+BATCH_READ = 200  # ids per work items batch read
 MAX_PAGES = 1000  # a guard against a server that never stops paging
 
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DOMAIN_NAME = re.compile(r"^https://.+/$")
 
 
@@ -60,6 +45,11 @@ class Api:
     # https://learn.microsoft.com/rest/api/azure/devops/wit/work-items/create?view=azure-devops-rest-7.1
     # The `$` before the type is literal.
     CREATE_WORK_ITEM = "{project}/_apis/wit/workitems/${type}"
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/wiql/query-by-wiql?view=azure-devops-rest-7.1
+    WIQL = "_apis/wit/wiql"
+    PROJECT_WIQL = "{project}/_apis/wit/wiql"
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/work-items/get-work-items-batch?view=azure-devops-rest-7.1
+    WORK_ITEMS_BATCH = "_apis/wit/workitemsbatch"
     # https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-type-states/list?view=azure-devops-rest-7.1
     WORK_ITEM_TYPE_STATES = "{project}/_apis/wit/workitemtypes/{type}/states"
     # https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-type-categories/list?view=azure-devops-rest-7.1
@@ -88,127 +78,6 @@ class Api:
 def path(template: str, **parts: object) -> str:
     """Fill a URL template, quoting every part (project names may contain spaces)."""
     return template.format(**{name: quote(str(value), safe="") for name, value in parts.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# Error mapping: the only place that turns ADO answers and transport failures into exceptions.
-
-
-def decode_response(resp: requests.Response, *, now: Callable[[], float] = time.time) -> Any:
-    """The JSON body of a successful answer, or the `AdoError` that the answer means.
-
-    Raises:
-        AdoAuthError: 401/403, a 203 sign-in page, or HTML where JSON was expected.
-        AdoNotFound: 404.
-        AdoBadRequest: 400 (ADO's message and type key kept).
-        AdoThrottled: 429, or 503 with Retry-After.
-        AdoServerError: other 5xx, or a body that is not JSON.
-        AdoError: any other non-2xx status.
-    """
-    status = resp.status_code
-    where = f"{resp.request.method if resp.request else ''} {urlsplit(resp.url).path}".strip()
-    if status >= 400:
-        detail, type_key = _ado_message(resp)
-        suffix = f": {detail}" if detail else ""
-        if status in (401, 403):
-            raise AdoAuthError(
-                f"Azure DevOps refused our credential (HTTP {status}) for {where}{suffix}",
-                http_status=status, type_key=type_key,
-            )
-        if status == 404:
-            raise AdoNotFound(f"Azure DevOps found nothing at {where} (HTTP 404){suffix}", http_status=404,
-                              type_key=type_key)
-        if status == 400:
-            raise AdoBadRequest(f"Azure DevOps rejected {where} (HTTP 400){suffix}", http_status=400,
-                                type_key=type_key)
-        if status == 412:
-            raise AdoRevisionMismatch(f"Azure DevOps refused {where}: the work item changed (HTTP 412){suffix}",
-                                      http_status=412, type_key=type_key)
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=now)
-        if status == 429 or (status == 503 and retry_after is not None):
-            raise AdoThrottled(
-                f"Azure DevOps throttled {where} (HTTP {status}){suffix}",
-                http_status=status,
-                retry_after=retry_after,
-            )
-        if status >= 500:
-            raise AdoServerError(f"Azure DevOps failed {where} (HTTP {status}){suffix}", http_status=status)
-        raise AdoError(f"Azure DevOps answered HTTP {status} for {where}{suffix}", http_status=status,
-                       type_key=type_key)
-    if status == 203:
-        # Without a usable credential ADO may answer 203 with a sign-in page instead of 401.
-        raise AdoAuthError(
-            f"Azure DevOps answered {where} with a sign-in page (HTTP 203): credential not accepted",
-            http_status=203,
-        )
-    if status == 204 or not resp.content:
-        return {}
-    if _looks_like_html(resp):
-        raise AdoAuthError(
-            f"Azure DevOps answered {where} with HTML instead of JSON (HTTP {status}): credential not accepted",
-            http_status=status,
-        )
-    try:
-        return resp.json()
-    except ValueError:
-        raise AdoServerError(
-            f"Azure DevOps answered {where} with a body that is not JSON (HTTP {status})",
-            http_status=status,
-        ) from None
-
-
-def transport_error(exc: requests.RequestException, where: str) -> AdoError | AdoUnavailable:
-    """The `AdoError` for a request that got no HTTP answer."""
-    kind = type(exc).__name__
-    if isinstance(exc, requests.exceptions.SSLError):
-        # A certificate problem is configuration, not something a retry fixes.
-        return AdoError(f"TLS verification failed for {where} ({kind})")
-    if isinstance(exc, requests.Timeout | requests.ConnectionError):
-        return AdoTimeout(f"Azure DevOps did not answer {where} ({kind})")
-    return AdoError(f"Request {where} failed ({kind})")
-
-
-def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now())
-
-
-def _ado_message(resp: requests.Response) -> tuple[str, str | None]:
-    """ADO's own `message` (with its `typeKey`) and the `typeKey`, when the error body is JSON."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return "", None
-    if not isinstance(body, dict):
-        return "", None
-    message = str(body.get("message") or "")[:1000]
-    type_key = body.get("typeKey")
-    type_key = type_key[:200] if isinstance(type_key, str) and type_key else None
-    if message and type_key:
-        return f"{message} [{type_key}]", type_key
-    return message, type_key
-
-
-def _looks_like_html(resp: requests.Response) -> bool:
-    content_type = resp.headers.get("Content-Type", "").lower()
-    return "text/html" in content_type or resp.content.lstrip()[:1] == b"<"
-
-
-def _retryable(err: AdoError | AdoUnavailable) -> bool:
-    return isinstance(err, AdoThrottled | AdoTimeout) or (
-        isinstance(err, AdoServerError) and err.http_status in RETRY_STATUSES
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +201,7 @@ class AdoClient:
                 if self._auth.on_unauthorized():
                     log.info("ado.request.reauthorized", extra={"where": where})
                     continue
-            if not (_retryable(err) and attempt < tries):
+            if not (retryable(err) and attempt < tries):
                 raise err
             delay = self._delay(err, attempt)
             log.warning(
@@ -359,6 +228,24 @@ class AdoClient:
     def update_work_item(self, work_item_id: int | str, ops: list[dict[str, Any]]) -> dict[str, Any]:
         url = path(Api.WORK_ITEM, id=work_item_id)
         return dict(self.request("PATCH", url, json=ops, content_type=JSON_PATCH))
+
+    def query_ids(self, wiql: str, project: str | None = None) -> list[int]:
+        """Ids of the work items a WIQL query selects (a read: retried like one)."""
+        url = path(Api.PROJECT_WIQL, project=project) if project else Api.WIQL
+        answer = self.request("POST", url, json={"query": wiql}, retry=True)
+        items = answer.get("workItems") if isinstance(answer, dict) else None
+        return [int(i["id"]) for i in items or [] if isinstance(i, dict) and isinstance(i.get("id"), int)]
+
+    def get_work_items(self, ids: list[int], fields: list[str] | None = None) -> list[dict[str, Any]]:
+        """The work items with these ids, 200 per call; ids that no longer exist are left out."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), BATCH_READ):
+            body: dict[str, Any] = {"ids": ids[start:start + BATCH_READ], "errorPolicy": "omit"}
+            if fields:
+                body["fields"] = fields
+            found += [item for item in _values(self.request("POST", Api.WORK_ITEMS_BATCH, json=body, retry=True))
+                      if isinstance(item, dict)]
+        return found
 
     def get_work_item_type_states(self, project: str, work_item_type: str) -> list[dict[str, Any]]:
         url = path(Api.WORK_ITEM_TYPE_STATES, project=project, type=work_item_type)
@@ -459,17 +346,7 @@ def _values(body: Any) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Organization URL discovery (reference/ado-api.md §5, reference/sentry-vsts.md §9.7).
-
-
-class _NoAuth:
-    """Sends no Authorization header (for lookups made without a credential)."""
-
-    def header(self) -> str:
-        return ""
-
-    def on_unauthorized(self) -> bool:
-        return False
+# Organization URL discovery: https://learn.microsoft.com/rest/api/azure/devops/core/resource-areas/get
 
 
 def lookup_base_url(
@@ -490,7 +367,7 @@ def lookup_base_url(
     parts = urlsplit(url)
     client = AdoClient(
         base_url=f"{parts.scheme}://{parts.netloc}/",
-        auth=auth or _NoAuth(),
+        auth=auth or NoAuth(),
         settings=settings,
         session=session,
     )

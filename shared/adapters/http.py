@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the HTTP blueprints: JSON bodies in, errors out as `{"detail": ...}`.
 
 The only module of `shared/` that knows `azure.functions`; handlers stay plain functions that
-return `Reply` values or raise `BundleError`s.
+return `Reply` values or raise `BundleError`s. `Request` is what a route hands its handler: the
+route parameters by name (a missing one is a programming error, not a 400), the query and the body.
 """
 
 from __future__ import annotations
@@ -10,34 +11,17 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 
 from shared import telemetry
 from shared.core.errors import BundleError, InvalidInput, TransientError, Unauthorized
+from shared.core.reply import Reply
 
 log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 1024 * 1024
-
-
-@dataclass
-class Reply:
-    """A plain HTTP answer: status, JSON-able body (None for an empty body), extra headers."""
-
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def iso_time(timestamp: float | None) -> str | None:
-    """Unix seconds as ISO 8601 UTC (`2026-11-24T08:00:00Z`), the form every JSON timestamp takes."""
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def to_response(reply: Reply) -> func.HttpResponse:
@@ -49,6 +33,25 @@ def to_response(reply: Reply) -> func.HttpResponse:
         headers=reply.headers,
         mimetype="application/json",
     )
+
+
+class Request:
+    """One HTTP request, as a route handler sees it."""
+
+    def __init__(self, req: func.HttpRequest) -> None:
+        self._req = req
+
+    def __getitem__(self, name: str) -> str:
+        """The route parameter `name` (declared by the route, so always present)."""
+        return str(self._req.route_params[name])
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(self._req.params)
+
+
+    def json(self) -> dict[str, Any]:
+        return json_object(self._req.get_body() or b"")
 
 
 def error_reply(error: BundleError) -> Reply:

@@ -1,7 +1,8 @@
-"""Post-install repository migration (reference/sentry-vsts.md §8): the `migrate-repo` handler.
+"""Post-install repository migration: the `migrate-repo` handler.
 
 After an install, each legacy repository of the organization (provider `visualstudio` or
-`integrations:vsts`, no integration) gets a message (`install.queue_legacy_repositories`). The
+`integrations:vsts`, no integration) gets a message (`queue_legacy_repositories`), as
+Sentry's integration does (https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/). The
 handler moves the repository to the integration only when the integration's identity can read
 it in ADO; otherwise nothing changes.
 Re-running is harmless: a repository already migrated is left as it is, without an ADO call.
@@ -13,28 +14,42 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from shared import install, store
-from shared.ado_client import AdoClient
+from shared.adapters.ado_client import AdoClient
+from shared.compose import Services
 from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
-from shared.keys import check_id
-from shared.models import Repository
+from shared.core.keys import check_id
+from shared.core.models import Repository
 
 log = logging.getLogger(__name__)
 
-PROVIDER = install.MIGRATED_PROVIDER
+QUEUE = "migrate-repo"
+PROVIDER = "integrations:vsts"
+LEGACY_PROVIDERS = ("visualstudio", PROVIDER)
+BATCH = 50
 
 
-def migrate_repository(message: dict[str, Any]) -> None:
+def queue_legacy_repositories(svc: Services, account_id: str, org_id: str) -> int:
+    """Queue one migration per legacy repository of `org_id` without an integration; returns the count."""
+    items = [{"repo_id": repo.repo_id, "integration_id": account_id, "organization_id": org_id}
+             for repo in svc.store.repositories.list(org_id)
+             if repo.provider in LEGACY_PROVIDERS and not repo.integration_id]
+    for start in range(0, len(items), BATCH):
+        chunk = items[start:start + BATCH]
+        svc.send(QUEUE, chunk[0] if len(chunk) == 1 else {"items": chunk})
+    return len(items)
+
+
+def migrate_repository(svc: Services, message: dict[str, Any]) -> None:
     """Handle one `{"repo_id", "integration_id", "organization_id"}` message."""
     repo_id = check_id(message.get("repo_id"), "repo_id")
     account_id = check_id(message.get("integration_id"), "integration_id")
     org_id = check_id(message.get("organization_id"), "organization_id")
     context = {"repo_id": repo_id, "account_id": account_id, "organization_id": org_id}
-    repo = store.get_repository(org_id, repo_id)
+    repo = svc.store.repositories.get(org_id, repo_id)
     if repo is None:
         log.warning("migrate.repository.unknown", extra=context)
         return
-    integration = store.get_integration(account_id)
+    integration = svc.store.integrations.get(account_id)
     if integration is None or integration.status != "active":
         log.warning("migrate.integration.unknown", extra=context)
         return
@@ -42,7 +57,7 @@ def migrate_repository(message: dict[str, Any]) -> None:
         log.info("migrate.repository.already_migrated", extra=context)
         return
     try:
-        reachable = _reachable(repo, install.client_for(integration))
+        reachable = _reachable(repo, svc.ado(integration))
     except (AdoAuthError, AdoNotFound, AdoBadRequest, IdentityInvalid) as error:
         log.info("migrate.repository.no_access", extra={**context, "error": type(error).__name__})
         return
@@ -59,7 +74,7 @@ def migrate_repository(message: dict[str, Any]) -> None:
         changed.extend([new] if new else [])
         return new
 
-    if store.update_repository(org_id, repo_id, mutate) is None:
+    if svc.store.repositories.update(org_id, repo_id, mutate) is None:
         log.warning("migrate.repository.unknown", extra=context)
     elif changed:
         log.info("migrate.repository.migrated", extra=context)

@@ -1,0 +1,225 @@
+"""Integrations in Table Storage: the integration, its identity, its organization links and work item index.
+
+One partition per Azure DevOps organization (PartitionKey = account id) in table `Integrations`:
+
+| RowKey                          | holds                                        |
+|---------------------------------|----------------------------------------------|
+| `integration`                   | the integration (subscription, secret hash)  |
+| `identity`                      | its credential (never returned by the API)   |
+| `org|<org id>`                  | a tracker organization's link and config     |
+| `wi|<work item id>|<org>|<group>` | the groups linked to a work item           |
+
+A webhook delivery reads the integration, its organization links and the groups linked to the
+work item in one single-partition query (`read_for_work_item`); the kickoff streams the
+integration and link rows of every partition, page by page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from azure.data.tables import TableEntity
+
+from shared.adapters import tables
+from shared.core.keys import check_id, join
+from shared.core.models import Identity, Integration, IntegrationState, OrgLink
+
+TABLE = "Integrations"
+RK_INTEGRATION = "integration"
+RK_IDENTITY = "identity"
+ORG_PREFIX = "org|"
+INDEX_PREFIX = "wi|"
+SCAN_FIELDS = ["PartitionKey", "RowKey", "status", "subscription_id", "last_checked", "account_name",
+               "domain_name"]
+
+
+def _integration_entity(item: Integration) -> dict[str, Any]:
+    return {
+        "PartitionKey": item.account_id,
+        "RowKey": RK_INTEGRATION,
+        "account_name": item.account_name,
+        "domain_name": item.domain_name,
+        "status": item.status,
+        "subscription_id": item.subscription_id,
+        "secret_hash": item.secret_hash,
+        "subscription_status": item.subscription_status,
+        "last_checked": item.last_checked,
+        "last_delivery": item.last_delivery,
+        "problem": item.problem,
+    }
+
+
+def _integration(entity: TableEntity) -> Integration:
+    return Integration(
+        account_id=entity["PartitionKey"],
+        account_name=entity.get("account_name", ""),
+        domain_name=entity.get("domain_name", ""),
+        status=entity.get("status", "active"),
+        subscription_id=entity.get("subscription_id"),
+        secret_hash=entity.get("secret_hash"),
+        subscription_status=entity.get("subscription_status"),
+        last_checked=entity.get("last_checked"),
+        last_delivery=entity.get("last_delivery"),
+        problem=entity.get("problem"),
+    )
+
+
+def _org_link_entity(link: OrgLink) -> dict[str, Any]:
+    return {"PartitionKey": link.account_id, "RowKey": ORG_PREFIX + link.org_id, "status": link.status,
+            "config": tables.dumps(link.config)}
+
+
+def _org_link(entity: TableEntity) -> OrgLink:
+    return OrgLink(account_id=entity["PartitionKey"], org_id=entity["RowKey"][len(ORG_PREFIX):],
+                   status=entity.get("status", "active"), config=tables.loads(entity.get("config"), {}))
+
+
+def _identity_entity(account_id: str, identity: Identity) -> dict[str, Any]:
+    return {
+        "PartitionKey": account_id,
+        "RowKey": RK_IDENTITY,
+        "kind": identity.kind,
+        "access_token": identity.access_token,
+        "refresh_token": identity.refresh_token,
+        "expires_at": identity.expires_at,
+        "status": identity.status,
+        "problem": identity.problem,
+    }
+
+
+def _index_row(key: str, org_id: str, group_id: str) -> str:
+    return join("wi", key, org_id, group_id)
+
+
+class IntegrationStore:
+    """Integrations, identities, organization links and the work item → groups index."""
+
+    # -- integration and organization links ------------------------------------------------------
+
+    def read(self, account_id: str) -> IntegrationState:
+        """The integration and its organization links (one query; never the identity)."""
+        check_id(account_id, "account_id")
+        low, high = tables.prefix_range(ORG_PREFIX)
+        rows = tables.query(TABLE, "PartitionKey eq @pk and (RowKey eq @integration or "
+                            "(RowKey ge @low and RowKey lt @high))",
+                            pk=account_id, integration=RK_INTEGRATION, low=low, high=high)
+        return self._state(rows)[0]
+
+    def read_for_work_item(self, account_id: str, key: str) -> tuple[IntegrationState, list[tuple[str, str]]]:
+        """The integration, its organization links, and (org id, group id) of the groups linked to work
+        item `key`, in one single-partition query."""
+        check_id(account_id, "account_id")
+        low, high = tables.prefix_range(ORG_PREFIX)
+        wi_low, wi_high = tables.prefix_range(join("wi", key, ""))
+        rows = tables.query(TABLE, "PartitionKey eq @pk and (RowKey eq @integration or "
+                            "(RowKey ge @low and RowKey lt @high) or (RowKey ge @wlow and RowKey lt @whigh))",
+                            pk=account_id, integration=RK_INTEGRATION, low=low, high=high, wlow=wi_low,
+                            whigh=wi_high)
+        return self._state(rows)
+
+    @staticmethod
+    def _state(rows: Iterator[TableEntity]) -> tuple[IntegrationState, list[tuple[str, str]]]:
+        state = IntegrationState(integration=None)
+        groups: list[tuple[str, str]] = []
+        for entity in rows:
+            row = entity["RowKey"]
+            if row == RK_INTEGRATION:
+                state.integration = _integration(entity)
+                state.etag = tables.etag(entity)
+            elif row.startswith(ORG_PREFIX):
+                state.links.append(_org_link(entity))
+            elif row.startswith(INDEX_PREFIX):
+                groups.append((entity["org_id"], entity["group_id"]))
+        return state, groups
+
+    def get(self, account_id: str) -> Integration | None:
+        entity = tables.get(TABLE, check_id(account_id, "account_id"), RK_INTEGRATION)
+        return _integration(entity) if entity else None
+
+    def save(self, item: Integration) -> None:
+        tables.upsert(TABLE, _integration_entity(item))
+
+    def update(self, account_id: str, mutate: Callable[[Integration], Integration | None]) -> Integration | None:
+        """Read-modify-write under the ETag; `mutate` returns None for "no change". None: no integration."""
+
+        def attempt() -> Integration | None:
+            entity = tables.get(TABLE, account_id, RK_INTEGRATION)
+            if entity is None:
+                return None
+            changed = mutate(_integration(entity))
+            if changed is None:
+                return _integration(entity)
+            tables.create_or_replace(TABLE, _integration_entity(changed), tables.etag(entity))
+            return changed
+
+        return tables.optimistic(f"integration {account_id}", attempt)
+
+    def save_org_link(self, link: OrgLink) -> None:
+        tables.upsert(TABLE, _org_link_entity(link))
+
+    def get_org_link(self, account_id: str, org_id: str) -> OrgLink | None:
+        entity = tables.get(TABLE, account_id, ORG_PREFIX + org_id)
+        return _org_link(entity) if entity else None
+
+    def iter_org_links(self, after: tuple[str, str] | None = None, page_size: int = 1000
+                       ) -> Iterator[tuple[Integration, OrgLink]]:
+        """Every (integration, organization link), ordered by (account id, org id), after `after`.
+
+        Streams page by page: one page and one integration in memory.
+        """
+        flt = "(RowKey eq @integration or (RowKey ge @low and RowKey lt @high))"
+        low, high = tables.prefix_range(ORG_PREFIX)
+        params: dict[str, str] = {"integration": RK_INTEGRATION, "low": low, "high": high}
+        if after is not None:
+            flt += " and PartitionKey ge @start"
+            params["start"] = after[0]
+        current: Integration | None = None
+        for entity in tables.query(TABLE, flt, select=SCAN_FIELDS, page_size=page_size, params=params):
+            if entity["RowKey"] == RK_INTEGRATION:
+                current = _integration(entity)
+                continue
+            link = _org_link(entity)
+            if current is None or current.account_id != link.account_id:
+                continue  # a link without its integration row
+            if after is not None and (link.account_id, link.org_id) <= after:
+                continue
+            yield current, link
+
+    # -- identity (the `IdentityRepo` of the Azure DevOps auth) ----------------------------------
+
+    def load_identity(self, account_id: str) -> tuple[Identity, str] | None:
+        """The integration's identity and its ETag, or None."""
+        entity = tables.get(TABLE, account_id, RK_IDENTITY)
+        if entity is None:
+            return None
+        identity = Identity(
+            kind=entity.get("kind", "oauth"),
+            access_token=entity.get("access_token", ""),
+            refresh_token=entity.get("refresh_token"),
+            expires_at=entity.get("expires_at"),
+            status=entity.get("status", "valid"),
+            problem=entity.get("problem"),
+        )
+        return identity, tables.etag(entity)
+
+    def save_identity(self, account_id: str, identity: Identity, etag: str | None = None) -> bool:
+        """Store the identity. With `etag`, only if nobody wrote since; False when someone did."""
+        entity = _identity_entity(account_id, identity)
+        if etag is None:
+            tables.upsert(TABLE, entity)
+            return True
+        try:
+            tables.create_or_replace(TABLE, entity, etag)
+        except tables.LOST_ERRORS:
+            return False
+        return True
+
+    # -- work item index -------------------------------------------------------------------------
+
+    def index_link(self, account_id: str, key: str, org_id: str, group_id: str) -> None:
+        tables.upsert(TABLE, {"PartitionKey": account_id, "RowKey": _index_row(key, org_id, group_id),
+                              "org_id": org_id, "group_id": group_id})
+
+    def groups_linked_to(self, account_id: str, key: str) -> list[tuple[str, str]]:
+        return self.read_for_work_item(account_id, key)[1]

@@ -1,0 +1,28 @@
+"""The bundle's state: one object per aggregate, over Azure Table Storage. Only models leave it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.adapters.cache import CacheStore
+from shared.adapters.groups import GroupStore
+from shared.adapters.integrations import IntegrationStore
+from shared.adapters.repositories import RepositoryStore
+from shared.adapters.users import UserStore
+
+
+@dataclass(frozen=True)
+class Store:
+    integrations: IntegrationStore
+    groups: GroupStore
+    users: UserStore
+    repositories: RepositoryStore
+    cache: CacheStore
+
+
+def table_store(clock: Callable[[], float] = time.time) -> Store:
+    integrations = IntegrationStore()
+    return Store(integrations=integrations, groups=GroupStore(integrations, clock), users=UserStore(),
+                 repositories=RepositoryStore(), cache=CacheStore(clock))

@@ -1,0 +1,203 @@
+"""The service-hook receiver: authenticate a delivery and apply it, exactly once, to linked groups.
+
+Order (Sentry's, tightened: https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/):
+validate the envelope (400/413) before any storage read; ignore other event types (200); find the
+integration by collection id (400); check the shared secret in constant time, failing closed
+(401); apply assignee and status changes (200).
+
+Storage round trips per delivery: one query reads the integration, its organization links and the
+groups linked to the work item; then per linked group one read and one transaction. Deduplication
+needs no table of its own: each link keeps, per synced field, the newest revision and a mark of
+the change applied at it, written with the change, so a redelivered or older delivery changes
+nothing and concurrent copies serialise on the group's ETag. The bundle's own writes (outbound
+sync) are recognised by the push that made them, so their events never echo back. A transient
+failure answers 503 with nothing half-applied, so Azure DevOps delivers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Literal
+
+from shared.compose import Services
+from shared.core import sync, webhook
+from shared.core.errors import AdoError, IdentityInvalid, InvalidInput, TransientError, Unauthorized
+from shared.core.keys import check_id
+from shared.core.models import GroupChange, GroupState, Integration, OrgLink
+from shared.core.reply import Reply
+from shared.core.secrets import matches
+from shared.flows import states
+
+log = logging.getLogger(__name__)
+
+LAST_DELIVERY_RESOLUTION = 60.0
+NO_INTEGRATION = "Integration does not exist."
+
+
+def handle(svc: Services, body: bytes, headers: Mapping[str, str]) -> Reply:
+    delivery = webhook.parse(body)
+    context = {"account_id": delivery.collection_id, "work_item": delivery.work_item_id}
+    if delivery.event_type != webhook.WORKITEM_UPDATED:
+        log.info("webhook.ignored.event_type", extra={**context, "event_type": delivery.event_type[:64]})
+        return Reply()
+    try:
+        check_id(delivery.collection_id, "collection_id")
+    except InvalidInput:
+        return Reply(status=400, body={"detail": NO_INTEGRATION})
+    found, targets = svc.store.integrations.read_for_work_item(delivery.collection_id, delivery.work_item_id or "0")
+    integration = found.integration
+    if integration is None or integration.status != "active":
+        log.info("webhook.rejected.unknown_integration", extra=context)
+        return Reply(status=400, body={"detail": NO_INTEGRATION})
+    supplied = webhook.credentials(headers)
+    # Check every credential (no short circuit), so timing does not tell which one was wrong.
+    candidates: list[str | None] = [*supplied] or [None]
+    results = [matches(secret, integration.secret_hash) for secret in candidates]
+    if not any(results):
+        event = "webhook.rejected.no_secret" if not integration.secret_hash else "webhook.rejected.bad_secret"
+        log.warning(event, extra=context)
+        raise Unauthorized("Missing or invalid shared secret")
+    apply(svc, delivery, integration, found.links, targets)
+    _note_delivery(svc, integration)
+    return Reply()
+
+
+def apply(svc: Services, delivery: webhook.Delivery, integration: Integration, org_links: list[OrgLink],
+          linked: list[tuple[str, str]]) -> int:
+    """Apply one delivery to every linked group of organizations that sync inbound; the groups changed."""
+    key = delivery.work_item_id
+    context = {"account_id": integration.account_id, "work_item": key}
+    if key is None:
+        log.info("webhook.ignored.no_work_item", extra=context)
+        return 0
+    if delivery.state is None and delivery.assigned_to is None:
+        return 0
+    links_by_org = {link.org_id: link for link in org_links if link.status == "active"}
+    targets = [(org, group) for org, group in linked if org in links_by_org]
+    if not targets:
+        log.info("webhook.ignored.no_linked_groups", extra=context)
+        return 0
+    email = _assignee_email(delivery)
+    observed = sync.Observed(
+        rev=delivery.rev,
+        state=_text(delivery.state.new) if delivery.state else None,
+        state_old=_text(delivery.state.old) if delivery.state else None,
+        state_mark=sync.change_mark(delivery.state.old, delivery.state.new) if delivery.state else "",
+        assignee=None if email is False else (email or ""),
+        assignee_mark=(sync.change_mark(delivery.assigned_to.old, delivery.assigned_to.new)
+                       if delivery.assigned_to else ""),
+    )
+    changed = 0
+    for org_id, group_id in targets:
+        state = svc.store.groups.read(org_id, group_id)
+        if state is not None and apply_observation(svc, integration, links_by_org[org_id], state, key, observed,
+                                                   project=delivery.project_id, wit=delivery.work_item_type):
+            changed += 1
+    log.info("webhook.applied", extra={**context, "groups": len(targets), "changed": changed})
+    return changed
+
+
+def apply_observation(svc: Services, integration: Integration, org_link: OrgLink, state: GroupState, key: str,
+                      observed: sync.Observed, *, project: str | None = None, wit: str | None = None) -> bool:
+    """Apply what Azure DevOps reported about work item `key` to one linked group, through the per-field
+    revision guard (webhook deliveries, reconciliation and outbound conflicts all come through here).
+    True when the group or its link changed."""
+    link = state.links.get((integration.account_id, key))
+    if link is None:
+        return False
+    action: sync.Action | None = None
+    if observed.state is not None and org_link.flag("sync_status_reverse"):
+        override = _override(org_link, project or link.project_id)
+        done = [] if override is not None else _done_states(svc, integration, project or link.project_id,
+                                                            wit or link.work_item_type)
+        action = _status_action(observed, done, override)
+    email: str | Literal[False] | None = False if observed.assignee is None else (observed.assignee or None)
+    assignee, note = _assignee_for(svc, org_link, state.group.project_id, state.group.org_id, email)
+    changed: list[bool] = []
+
+    def decide(current: GroupState | None) -> GroupChange:
+        change = sync.decide_inbound(integration.account_id, key, observed, action, assignee, note, svc.clock(),
+                                     current)
+        changed[:] = [bool(change)]
+        return change
+
+    svc.store.groups.change(state.group.org_id, state.group.group_id, decide, known=state)
+    return bool(changed and changed[0])
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _assignee_email(delivery: webhook.Delivery) -> str | Literal[False] | None:
+    """The e-mail to assign, None to deassign, False when there is no (usable) assignee change."""
+    change = delivery.assigned_to
+    if change is None:
+        return False
+    if change.new is None or change.new == "":
+        return None
+    email = webhook.email_of(change.new)
+    if email is None:
+        log.warning("webhook.assignee.unparseable", extra={"work_item": delivery.work_item_id})
+        return False
+    return email.lower()
+
+
+def _assignee_for(svc: Services, org_link: OrgLink, project_id: str, org_id: str,
+                  email: str | Literal[False] | None) -> tuple[str | Literal[False] | None, str | None]:
+    if email is False or not org_link.flag("sync_reverse_assignment"):
+        return False, None
+    if email is None:
+        return None, None
+    for user_id, projects in svc.store.users.members_with_email(org_id, email):
+        if project_id in projects:
+            return user_id, None
+    log.info("webhook.assignee.not_found", extra={"organization_id": org_id})
+    return False, "No user with this verified e-mail is a member of the group's project."
+
+
+def _override(org_link: OrgLink, project: str | None) -> dict[str, list[str]] | None:
+    overrides = org_link.config.get("inbound_status")
+    if not isinstance(overrides, dict):
+        return None
+    chosen = overrides.get(project or "")
+    return chosen if isinstance(chosen, dict) else None
+
+
+def _done_states(svc: Services, integration: Integration, project: str | None, wit: str | None) -> list[str]:
+    if not project:
+        return []
+    try:
+        return states.done_states(svc.store.cache, integration.account_id, project, wit,
+                                  lambda: svc.ado(integration))
+    except (AdoError, IdentityInvalid) as error:
+        # Never guess: an unreadable state list changes nothing and the delivery is retried later.
+        log.warning("webhook.states.unavailable",
+                    extra={"account_id": integration.account_id, "error": type(error).__name__})
+        raise TransientError("Work item states are unavailable; retry later") from error
+
+
+def _status_action(observed: sync.Observed, done: list[str], override: dict[str, list[str]] | None
+                   ) -> sync.Action:
+    if override is None and not done:
+        return "noop"
+    return sync.status_action(observed.state_old, observed.state, done, override)
+
+
+def _note_delivery(svc: Services, integration: Integration) -> None:
+    """Record the last delivery time, at most once a minute (it is shown, not used for decisions)."""
+    now = svc.clock()
+    if integration.last_delivery and now - integration.last_delivery < LAST_DELIVERY_RESOLUTION:
+        return
+
+    def stamp(current: Integration) -> Integration | None:
+        if current.last_delivery and now - current.last_delivery < LAST_DELIVERY_RESOLUTION:
+            return None
+        current.last_delivery = now
+        return current
+
+    try:
+        svc.store.integrations.update(integration.account_id, stamp)
+    except TransientError:
+        log.warning("webhook.last_delivery.not_recorded", extra={"account_id": integration.account_id})

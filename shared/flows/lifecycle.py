@@ -1,0 +1,168 @@
+"""Service-hook health: the six-hourly kickoff and the per-link subscription check.
+
+`kickoff` streams the integrations (one page and one integration in memory) and queues a
+`subscription-check` for each due link (`shared.core.kickoff`), in batches. A per-slot progress row
+is written after each batch, so a replayed or past-due run in the same slot continues after the
+last batch sent and a finished slot queues nothing: each link is queued at most once per slot,
+except the last batch of a run that died between sending and recording it (a duplicate check is
+harmless). Links that become due later in a slot wait for the next slot.
+
+`check_subscription` repairs one integration's hook, stricter than Sentry's
+(https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/): a missing,
+`onProbation`, `disabledBySystem` or `disabledByInactiveIdentity` hook is replaced by a new one with
+a new secret (created first, stored under the integration's ETag, then the old one is deleted);
+`disabledByUser` is a person's decision and is only recorded. Every check records `last_checked`
+and the observed status; a problem is recorded in `problem` and cleared when healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from shared.adapters.ado_client import AdoClient
+from shared.adapters.cache import KickoffProgress
+from shared.compose import Services
+from shared.core import hooks
+from shared.core import kickoff as plan
+from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
+from shared.core.keys import check_id
+from shared.core.models import Integration
+from shared.flows import hooks as ado_hooks
+
+log = logging.getLogger(__name__)
+
+QUEUE = "subscription-check"
+USER_DISABLED = ("The service hook was disabled by a user in Azure DevOps; sync from Azure DevOps is "
+                 "paused until it is re-enabled there (or the integration is re-installed).")
+
+
+# --- kickoff -----------------------------------------------------------------------------------
+
+
+def kickoff(svc: Services, *, batch_items: int = plan.BATCH_ITEMS) -> None:
+    """Queue the due subscription checks of the current six-hour slot (timer trigger)."""
+    now = svc.clock()
+    slot = plan.slot_of(now)
+    progress = svc.store.cache.kickoff_progress(slot)
+    if progress is not None and progress.done:
+        log.info("kickoff.slot_done", extra={"slot": slot})
+        return
+    after = (progress.account_id, progress.org_id) if progress else None
+    batch, last, queued = plan.Batch(), after, 0
+
+    def flush(done: bool = False) -> None:
+        nonlocal batch, queued
+        if batch.items:
+            svc.send(QUEUE, batch.message())
+            queued += len(batch.items)
+            batch = plan.Batch()
+        if last is not None or done:
+            account_id, org_id = last or ("", "")
+            svc.store.cache.put_kickoff_progress(slot, KickoffProgress(account_id, org_id, done))
+
+    for integration, link in svc.store.integrations.iter_org_links(after):
+        if not plan.due(integration, link, now):
+            continue
+        item = plan.check_message(link)
+        if not batch.fits(item, max_items=batch_items):
+            flush()
+        batch.add(item)
+        last = (link.account_id, link.org_id)
+    flush(done=True)
+    log.info("kickoff.done", extra={"slot": slot, "queued": queued, "resumed": after is not None})
+
+
+# --- subscription check ------------------------------------------------------------------------
+
+
+def check_subscription(svc: Services, message: dict[str, Any]) -> None:
+    """Check (and repair) the service hook of one `{"integration_id", "organization_id"}` link."""
+    account_id = check_id(message.get("integration_id"), "integration_id")
+    org_id = check_id(message.get("organization_id"), "organization_id")
+    context = {"account_id": account_id, "organization_id": org_id}
+    state = svc.store.integrations.read(account_id)
+    integration = state.integration
+    if integration is None or integration.status != "active":
+        log.info("subscription_check.integration_unknown", extra=context)
+        return
+    link = state.org_link(org_id)
+    if link is None or link.status != "active":
+        log.info("subscription_check.link_inactive", extra=context)
+        return
+    now = svc.clock()
+    try:
+        client = svc.ado(integration)
+        observed = ado_hooks.observe(client, integration.subscription_id)
+    except IdentityInvalid as error:
+        # No usable identity: say so, and leave everything else as it is.
+        log.warning("subscription_check.identity_invalid", extra=context)
+        _record(svc, account_id, problem=error.message)
+        return
+    except AdoError as error:
+        log.warning("subscription_check.failed_to_get_subscription",
+                    extra={**context, "error": type(error).__name__})
+        _record(svc, account_id, last_checked=now, problem=f"The service hook could not be read: {error.message}")
+        return
+    if observed.status == hooks.HEALTHY:
+        _record(svc, account_id, subscription_status=observed.status, last_checked=now, problem=None)
+    elif observed.status == "disabledByUser":
+        log.warning("subscription_check.disabled_by_user", extra=context)
+        _record(svc, account_id, subscription_status=observed.status, last_checked=now, problem=USER_DISABLED)
+    elif observed.status in hooks.REPLACEABLE or observed.status == hooks.MISSING:
+        _replace(svc, integration, client, observed.status, now)
+    else:
+        log.warning("subscription_check.unknown_status", extra={**context, "status": observed.status})
+        _record(svc, account_id, subscription_status=observed.status, last_checked=now,
+                problem=f"The service hook has an unknown status {observed.status!r}.")
+
+
+def _replace(svc: Services, integration: Integration, client: AdoClient, observed: str, now: float) -> None:
+    """Create a new hook, store it if nobody replaced the old one meanwhile, then delete the old one."""
+    account_id, old_id = integration.account_id, integration.subscription_id
+    context = {"account_id": account_id, "status": observed}
+    try:
+        url = ado_hooks.webhook_url()
+        created = ado_hooks.create(client, url)
+    except (AdoError, IdentityInvalid, ConfigError) as error:
+        log.warning("subscription_check.failed_to_create_subscription",
+                    extra={**context, "error": type(error).__name__})
+        _record(svc, account_id, subscription_status=observed, last_checked=now,
+                problem=f"The service hook is {observed} and could not be recreated: {error.message}")
+        return
+
+    def swap(current: Integration) -> Integration | None:
+        if current.subscription_id != old_id:
+            return None  # a re-install or another check replaced it first
+        return replace(current, subscription_id=created.id, secret_hash=created.secret_hash,
+                       subscription_status=created.status, last_checked=now, problem=None)
+
+    try:
+        saved = svc.store.integrations.update(account_id, swap)
+    except StorageUnavailable:
+        ado_hooks.delete_quietly(client, created.id)
+        raise
+    if saved is None or saved.subscription_id != created.id:
+        log.info("subscription_check.replaced_meanwhile", extra=context)
+        ado_hooks.delete_quietly(client, created.id)
+        return
+    if observed != hooks.MISSING:
+        ado_hooks.delete_quietly(client, old_id)
+
+    def stored() -> str | None:
+        return (svc.store.integrations.get(account_id) or integration).subscription_id
+
+    ado_hooks.remove_strays(client, url, created.id, stored, now)
+    log.info("subscription_check.replaced", extra=context)
+
+
+def _record(svc: Services, account_id: str, **fields: Any) -> None:
+    """Update some fields of the integration under its ETag (no write when nothing changes)."""
+
+    def mutate(current: Integration) -> Integration | None:
+        if all(getattr(current, name) == value for name, value in fields.items()):
+            return None
+        return replace(current, **fields)
+
+    svc.store.integrations.update(account_id, mutate)
