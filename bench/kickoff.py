@@ -18,7 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost import azurite
-from shared import config, lifecycle, storage, store
+from shared import config
+from shared.adapters import storage, store
+from shared.flows import lifecycle
 
 
 def seed(start: int, stop: int, now: float) -> None:

@@ -25,8 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost import azurite
 from devhost.sandbox_ado import SandboxAdo
-from shared import config, outbound, outbound_sync, storage, store
+from shared import config
+from shared.adapters import storage, store
+from shared.core import outbound
 from shared.core.models import Group, Identity, Integration, Link, OrgLink, User
+from shared.flows import outbound as outbound_sync
 
 USERS = 250
 PAGE = 100

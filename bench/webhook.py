@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost import azurite
 from devhost.host import Host
-from shared import store
+from shared.adapters import store
 from shared.core.models import Group, Integration, Link, OrgLink, User
 from shared.core.secrets import hash_secret
 

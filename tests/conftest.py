@@ -17,7 +17,9 @@ import pytest
 
 from devhost import azurite as azurite_process
 from devhost.host import Host
-from shared import config, storage
+from shared import compose, config
+from shared.adapters import storage
+from shared.compose import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "ado-webhooks"
@@ -39,6 +41,36 @@ def azurite() -> Iterator[azurite_process.Azurite]:
         os.environ["AzureWebJobsStorage"] = previous
     config.reset()
     storage.reset()
+
+
+class RecordingSend:
+    """A queue sender that records messages (and their delays) instead of sending them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any], float | None]] = []
+
+    def __call__(self, queue: str, message: dict[str, Any], /, *, delay: float | None = None) -> None:
+        self.sent.append((queue, message, delay))
+
+    def messages(self, queue: str) -> list[dict[str, Any]]:
+        """The messages sent to `queue`, batches flattened into their items."""
+        found: list[dict[str, Any]] = []
+        for name, message, _ in self.sent:
+            if name == queue:
+                found.extend(message.get("items", [message]))
+        return found
+
+
+@pytest.fixture
+def svc(azurite: azurite_process.Azurite) -> Services:
+    """The bundle's services on the test Azurite (real queues)."""
+    return compose.build()
+
+
+@pytest.fixture
+def recording_svc(azurite: azurite_process.Azurite) -> Services:
+    """The bundle's services on the test Azurite, with a queue sender that only records (`svc.send.sent`)."""
+    return compose.build(send=RecordingSend())
 
 
 @pytest.fixture

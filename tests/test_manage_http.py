@@ -10,7 +10,7 @@ import pytest
 from conftest import StubContext
 
 import manage_http
-from shared import store
+from shared.adapters import store
 
 KEY = "test-manage-key-0123456789"
 pytestmark = pytest.mark.usefixtures("azurite")

@@ -11,9 +11,10 @@ import azure.functions as func
 import pytest
 from conftest import StubContext, load_fixture
 
-from shared import states, store
+from shared.adapters import store
 from shared.core.models import Group, Integration, Link, OrgLink, User
 from shared.core.secrets import hash_secret
+from shared.flows import states
 from webhook_http import webhook_http
 
 pytestmark = pytest.mark.usefixtures("azurite")

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_webhook_http import SECRET, World, post
 
-from shared import store
+from shared.adapters import store
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

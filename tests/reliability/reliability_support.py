@@ -21,9 +21,11 @@ import requests
 from conftest import Bundle, bundle_host, load_fixture
 
 from devhost import azurite as azurite_process
-from shared import config, states, storage, store
+from shared import config
+from shared.adapters import storage, store
 from shared.core.models import Group, Integration, Link, OrgLink
 from shared.core.secrets import hash_secret
+from shared.flows import states
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "reliability-" + "b" * 52

@@ -16,7 +16,7 @@ import pytest
 from conftest import Bundle, wait_for
 from reliability_support import private_bundle, queue_count, queue_host_json
 
-from shared import storage, store
+from shared.adapters import storage, store
 from shared.core.models import Integration
 
 ORGS = 50

@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient
 from conftest import MANAGE_KEY
 from reliability_support import SECRET, Seeded, private_bundle, queue_count, seed
 
-from shared import store
+from shared.adapters import store
 from shared.core.errors import InvalidInput
 from shared.core.models import Repository, User
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from reliability_support import Sender, private_bundle, seed
 
-from shared import deps, store
+from shared import compose as deps
+from shared.adapters import store
 from shared.core.models import Identity, Integration, User
 
 WEBHOOKS = 32

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from reliability_support import Seeded, Sender, private_bundle, seed
 
-from shared import store
+from shared.adapters import store
 
 ITEMS = 50
 REVS = range(2, 18)  # 16 revisions per work item: 800 distinct events

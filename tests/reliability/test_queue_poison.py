@@ -9,7 +9,7 @@ from conftest import wait_for
 from reliability_support import private_bundle, queue_count, queue_host_json
 from test_e2e import Org
 
-from shared import storage, store
+from shared.adapters import storage, store
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import MANAGE_KEY, Bundle, wait_for
 from reliability_support import private_bundle, queue_host_json
 
-from shared import storage, store
+from shared.adapters import storage, store
 from shared.core.models import Integration
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.

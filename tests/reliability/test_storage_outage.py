@@ -17,7 +17,7 @@ import pytest
 from conftest import wait_for
 from reliability_support import Sender, private_bundle, seed
 
-from shared import store
+from shared.adapters import store
 
 GROUPS = 10
 ITEMS_PER_GROUP = 30  # 300 work items, one delivery each: a lost delivery leaves its link at rev 0

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from shared import config, store
+from shared import config
+from shared.adapters import store
 from shared.adapters.ado_auth import PatAuth, auth_for
 from shared.adapters.ado_client import AdoClient, lookup_base_url
 from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from conftest import drain
 
-from shared import install, secrets, storage, store
+from shared.adapters import storage, store
 from shared.adapters.ado_auth import PatAuth
 from shared.adapters.ado_client import AdoClient
+from shared.core import secrets
 from shared.core.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
 from shared.core.models import Identity, Repository
+from shared.flows import install
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

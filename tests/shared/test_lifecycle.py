@@ -13,11 +13,13 @@ from azure.functions.queue import QueueMessage
 from conftest import StubContext, drain
 
 from migrate_queue import subscription_check
-from shared import install, lifecycle, secrets, storage, store
+from shared.adapters import storage, store
 from shared.adapters.ado_auth import PatAuth
 from shared.adapters.ado_client import AdoClient
+from shared.core import secrets
 from shared.core.errors import AdoServerError, StorageUnavailable
 from shared.core.models import Identity, Integration, OrgLink
+from shared.flows import install, lifecycle
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

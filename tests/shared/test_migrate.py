@@ -11,9 +11,11 @@ from azure.functions.queue import QueueMessage
 from conftest import StubContext
 
 from migrate_queue import migrate_repo
-from shared import install, jobs, migrate, store
+from shared.adapters import store
 from shared.core.errors import AdoThrottled
 from shared.core.models import Repository
+from shared.flows import install, jobs
+from shared.flows import migration as migrate
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-from shared import jobs, outbound, outbound_sync, store, sync
+from shared.adapters import store
+from shared.core import outbound, sync
 from shared.core.errors import InvalidInput, TransientError
 from shared.core.models import Group, GroupChange, GroupState, Identity, Integration, Link, OrgLink, User
+from shared.flows import jobs
+from shared.flows import outbound as outbound_sync
 
 pytestmark = pytest.mark.usefixtures("azurite")
 

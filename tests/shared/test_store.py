@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared import store
+from shared.adapters import store
 from shared.core.errors import InvalidInput
 from shared.core.models import (
     Activity,

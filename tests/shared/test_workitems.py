@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared import store, workitems
+from shared.adapters import store
 from shared.adapters.http import error_reply
 from shared.core.errors import (
     AdoAuthError,
@@ -21,6 +21,7 @@ from shared.core.errors import (
     StorageUnavailable,
 )
 from shared.core.models import Group, Identity, Integration, OrgLink
+from shared.flows import workitems
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
