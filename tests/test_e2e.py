@@ -9,6 +9,8 @@ import pytest
 from conftest import Bundle, wait_for
 from test_webhook_http import SECRET, World
 
+from shared.compose import services
+
 FIXTURES = [
     ("workitem-updated-state-active-to-resolved.json", {"status": "resolved"}),
     ("workitem-updated-state-new-to-resolved.json", {"status": "resolved"}),
@@ -21,11 +23,10 @@ FIXTURES = [
 
 @pytest.mark.parametrize("fixture,expected", FIXTURES)
 def test_every_fixture_over_http(bundle: Bundle, uid: str, fixture: str, expected: dict[str, Any]) -> None:
-    from shared import store
     from shared.core.models import User
 
     world = World(uid)
-    store.put_user(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
+    services().store.users.put(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
     if expected.get("status") == "unresolved" or ("assignee" in expected and expected["assignee"] is None):
         # Start from the opposite state so the delivery has something to change.
         bundle.api("PUT", f"manage/organizations/{world.org}/groups/{world.group}",
@@ -131,13 +132,12 @@ def test_tracker_change_reaches_the_work_item_through_the_queue(org: Org) -> Non
 
 
 def test_disabled_hook_is_repaired_by_the_timer_and_delivers_again(org: Org) -> None:
-    from shared import store
     from shared.core.models import Integration
 
     (sub,) = [s for s in org.sandbox.subscriptions(org.name)]
     org.sandbox.set_subscription_status(org.name, sub["id"], "disabledBySystem")
     # Make the link due for a check, as six hours later.
-    store.update_integration(org.account, lambda i: Integration(**{**i.__dict__, "last_checked": 1.0}))
+    services().store.integrations.update(org.account, lambda i: Integration(**{**i.__dict__, "last_checked": 1.0}))
     assert org.bundle.run_function("subscription_timer") == 202
     new = wait_for(lambda: [s for s in org.sandbox.subscriptions(org.name)
                             if s["id"] != sub["id"] and s["status"] == "enabled"], what="a new hook")
@@ -165,7 +165,7 @@ def test_status_that_came_from_ado_is_not_pushed_back(org: Org) -> None:
 
 
 def test_outbound_push_marks_its_revision_so_its_own_hook_is_not_applied_back(org: Org) -> None:
-    from shared import store, sync
+    from shared.core import sync
 
     key = org.create_work_item()
     org.bundle.api("PATCH", f"manage/organizations/{org.tracker_org}/groups/g1", {"status": "resolved"})
@@ -174,7 +174,7 @@ def test_outbound_push_marks_its_revision_so_its_own_hook_is_not_applied_back(or
     rev = org.sandbox.work_item(org.name, int(key))["rev"]
 
     def link() -> Any:
-        state = store.read_group(org.tracker_org, "g1")
+        state = services().store.groups.read(org.tracker_org, "g1")
         return state.links[(org.account, key)] if state else None
 
     # The hook of our own write (same revision) was either ignored or had nothing to do.

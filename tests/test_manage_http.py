@@ -10,7 +10,7 @@ import pytest
 from conftest import StubContext
 
 import manage_http
-from shared.adapters import store
+from shared.compose import services
 
 KEY = "test-manage-key-0123456789"
 pytestmark = pytest.mark.usefixtures("azurite")
@@ -60,7 +60,7 @@ def test_missing_or_wrong_key_is_401_and_writes_nothing(uid: str, key: str | Non
     status, body = put_user(uid, "u1", {"emails": ["a@b.c"], "projects": []}, key=key)
     assert status == 401
     assert "detail" in body
-    assert store.get_user(uid, "u1") is None
+    assert services().store.users.get(uid, "u1") is None
 
 
 def test_unset_key_rejects_every_call(uid: str, env: pytest.MonkeyPatch) -> None:
@@ -130,14 +130,14 @@ def test_invalid_group_bodies_name_the_field_and_write_nothing(uid: str, body: d
     status, answer = put_group(uid, "g1", body)
     assert status in (400, 422)
     assert field in answer["detail"]
-    assert store.get_group(uid, "g1") is None
+    assert services().store.groups.get(uid, "g1") is None
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b"", b"\xff", b'"text"'])
 def test_bodies_that_are_not_json_objects_are_400(uid: str, raw: bytes) -> None:
     status, body = put_group(uid, "g1", None, raw=raw)
     assert status == 400 and body["detail"]
-    assert store.get_group(uid, "g1") is None
+    assert services().store.groups.get(uid, "g1") is None
 
 
 @pytest.mark.parametrize("bad_id", ["a/b", "a#b", "a?b", "a\\b", "x\x01y", "x" * 300])
@@ -156,4 +156,4 @@ def test_forbidden_key_characters_are_400_not_a_crash(bad_id: str) -> None:
 def test_invalid_user_bodies(uid: str, body: dict, field: str) -> None:
     status, answer = put_user(uid, "u1", body)
     assert status in (400, 422) and field in answer["detail"]
-    assert store.get_user(uid, "u1") is None
+    assert services().store.users.get(uid, "u1") is None

@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 from conftest import StubContext, load_fixture
 
-from shared.adapters import store
+from shared.compose import services
 from shared.core.models import Group, Integration, Link, OrgLink, User
 from shared.core.secrets import hash_secret
 from shared.flows import states
@@ -32,16 +32,31 @@ class World:
         self.org = f"org-{uid}"
         self.group = "g1"
         self.project = "c0bf429a-c03c-4a99-9336-d45be74db5a6"
-        store.save_integration(Integration(account_id=self.account, account_name="acme",
-                                           domain_name="https://acme.example/", secret_hash=hash_secret(SECRET)))
-        store.save_org_link(OrgLink(account_id=self.account, org_id=self.org,
-                                    config=FULL_SYNC if config is None else config))
-        store.put_group(Group(org_id=self.org, group_id=self.group, project_id="p1", title="Boom"))
+        services().store.integrations.save(
+            Integration(
+                account_id=self.account,
+                account_name="acme",
+                domain_name="https://acme.example/",
+                secret_hash=hash_secret(SECRET),
+            )
+        )
+        services().store.integrations.save_org_link(
+            OrgLink(account_id=self.account, org_id=self.org, config=FULL_SYNC if config is None else config)
+        )
+        services().store.groups.put(Group(org_id=self.org, group_id=self.group, project_id="p1", title="Boom"))
         for key in ("33", "31"):
-            store.add_link(Link(org_id=self.org, group_id=self.group, account_id=self.account, key=key,
-                                project_id=self.project, work_item_type="Bug"))
+            services().store.groups.add_link(
+                Link(
+                    org_id=self.org,
+                    group_id=self.group,
+                    account_id=self.account,
+                    key=key,
+                    project_id=self.project,
+                    work_item_type="Bug",
+                )
+            )
         # A warm cache: the done states of Bug in the fixture's project.
-        store.cache_put(self.account, f"states|{self.project}|Bug", DONE, ttl=3600)
+        services().store.cache.put(self.account, f"states|{self.project}|Bug", DONE, ttl=3600)
         states.forget()
 
     def payload(self, fixture: str, **changes: Any) -> dict[str, Any]:
@@ -52,14 +67,20 @@ class World:
         return data
 
     def group_state(self) -> dict[str, Any]:
-        group = store.get_group(self.org, self.group)
+        group = services().store.groups.get(self.org, self.group)
         assert group is not None
-        kinds = [a.kind for a in store.list_activity(self.org, self.group)]
+        kinds = [a.kind for a in services().store.groups.activity(self.org, self.group)]
         return {"status": group.status, "assignee": group.assignee, "activity": [k for k in kinds if k != "link"]}
 
 
-def post(payload: Any, *, secret: str | None = SECRET, basic: bool = False, raw: bytes | None = None,
-         headers: dict[str, str] | None = None) -> func.HttpResponse:
+def post(
+    payload: Any,
+    *,
+    secret: str | None = SECRET,
+    basic: bool = False,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
     all_headers = dict(headers or {})
     if secret is not None:
         if basic:
@@ -103,16 +124,18 @@ def test_new_item_without_old_state_leaves_unresolved_group_alone(world: World) 
 
 
 def test_assigns_member_with_verified_email(world: World) -> None:
-    store.put_user(User(org_id=world.org, user_id="u-lauryn", emails=["LAURYN@sentry.io"], projects=["p1"]))
+    services().store.users.put(User(org_id=world.org, user_id="u-lauryn", emails=["LAURYN@sentry.io"], projects=["p1"]))
     response = post(world.payload("workitem-updated-assigned.json"))
     assert response.status_code == 200
     assert world.group_state() == {"status": "unresolved", "assignee": "u-lauryn", "activity": ["assigned"]}
-    group = store.get_group(world.org, world.group)
+    group = services().store.groups.get(world.org, world.group)
     assert group is not None and group.assignment_source == world.account
 
 
 def test_assignee_outside_the_project_is_not_assigned_and_activity_says_why(world: World) -> None:
-    store.put_user(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["other"]))
+    services().store.users.put(
+        User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["other"])
+    )
     post(world.payload("workitem-updated-assigned.json"))
     state = world.group_state()
     assert state["assignee"] is None
@@ -120,7 +143,7 @@ def test_assignee_outside_the_project_is_not_assigned_and_activity_says_why(worl
 
 
 def test_unassigned_deassigns(world: World) -> None:
-    store.put_user(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
+    services().store.users.put(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
     post(world.payload("workitem-updated-assigned.json"))
     response = post(world.payload("workitem-updated-unassigned.json", rev=5))
     assert response.status_code == 200
@@ -129,10 +152,13 @@ def test_unassigned_deassigns(world: World) -> None:
 
 
 def test_identity_object_form_is_parsed(world: World) -> None:
-    store.put_user(User(org_id=world.org, user_id="u-ann", emails=["ann@example.com"], projects=["p1"]))
+    services().store.users.put(User(org_id=world.org, user_id="u-ann", emails=["ann@example.com"], projects=["p1"]))
     payload = world.payload("workitem-updated-assigned.json")
     payload["resource"]["fields"]["System.AssignedTo"]["newValue"] = {
-        "displayName": "Ann", "uniqueName": "ann@example.com", "id": "x"}
+        "displayName": "Ann",
+        "uniqueName": "ann@example.com",
+        "id": "x",
+    }
     assert post(payload).status_code == 200
     assert world.group_state()["assignee"] == "u-ann"
 
@@ -146,7 +172,7 @@ def test_unparseable_assignee_changes_nothing(world: World) -> None:
 
 def test_sync_switched_off_changes_nothing(uid: str) -> None:
     world = World(uid, config={"sync_status_reverse": False, "sync_reverse_assignment": False})
-    store.put_user(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
+    services().store.users.put(User(org_id=world.org, user_id="u-lauryn", emails=["lauryn@sentry.io"], projects=["p1"]))
     assert post(world.payload("workitem-updated-state-active-to-resolved.json")).status_code == 200
     assert post(world.payload("workitem-updated-assigned.json")).status_code == 200
     assert world.group_state() == {"status": "unresolved", "assignee": None, "activity": []}
@@ -154,8 +180,9 @@ def test_sync_switched_off_changes_nothing(uid: str) -> None:
 
 def test_override_resolves_only_on_listed_states(uid: str) -> None:
     project = "c0bf429a-c03c-4a99-9336-d45be74db5a6"
-    world = World(uid, config={**FULL_SYNC, "inbound_status": {project: {"resolve": ["Closed"],
-                                                                          "unresolve": ["Active"]}}})
+    world = World(
+        uid, config={**FULL_SYNC, "inbound_status": {project: {"resolve": ["Closed"], "unresolve": ["Active"]}}}
+    )
     post(world.payload("workitem-updated-state-active-to-resolved.json"))
     assert world.group_state()["status"] == "unresolved", "Resolved is not a resolving state here"
     payload = world.payload("workitem-updated-state-active-to-resolved.json", rev=9)
@@ -167,7 +194,7 @@ def test_override_resolves_only_on_listed_states(uid: str) -> None:
 def test_duplicate_delivery_applies_once(world: World) -> None:
     payload = world.payload("workitem-updated-state-active-to-resolved.json")
     assert post(payload).status_code == 200
-    store.change_group(world.org, world.group, lambda s: _set_status(s, "unresolved"))
+    services().store.groups.change(world.org, world.group, lambda s: _set_status(s, "unresolved"))
     assert post(payload).status_code == 200
     assert world.group_state()["status"] == "unresolved", "a redelivery must not apply again"
     assert post(payload).status_code == 200
@@ -198,21 +225,23 @@ def test_bad_or_missing_secret_is_401_and_changes_nothing(world: World, secret: 
 
 @pytest.mark.parametrize("authorization", ["Basic éééé", "Basic !!!", "Basic " + "QQ" * 3, "Bearer x", "Basic"])
 def test_malformed_basic_auth_is_401_not_500(world: World, authorization: str) -> None:
-    response = post(world.payload("workitem-updated-state-active-to-resolved.json"), secret=None,
-                    headers={"Authorization": authorization})
+    response = post(
+        world.payload("workitem-updated-state-active-to-resolved.json"),
+        secret=None,
+        headers={"Authorization": authorization},
+    )
     assert response.status_code == 401
 
 
 def test_right_header_secret_wins_over_a_wrong_basic_password(world: World) -> None:
     wrong = "Basic " + base64.b64encode(b"ado:not-the-secret").decode()
-    response = post(world.payload("workitem-updated-state-active-to-resolved.json"),
-                    headers={"Authorization": wrong})
+    response = post(world.payload("workitem-updated-state-active-to-resolved.json"), headers={"Authorization": wrong})
     assert response.status_code == 200
     assert world.group_state()["status"] == "resolved"
 
 
 def test_integration_without_stored_secret_fails_closed(world: World) -> None:
-    store.update_integration(world.account, lambda i: Integration(**{**i.__dict__, "secret_hash": None}))
+    services().store.integrations.update(world.account, lambda i: Integration(**{**i.__dict__, "secret_hash": None}))
     response = post(world.payload("workitem-updated-state-active-to-resolved.json"))
     assert response.status_code == 401
     assert world.group_state()["status"] == "unresolved"
@@ -226,15 +255,24 @@ def test_unknown_collection_is_400_with_detail(world: World) -> None:
 
 
 def test_inactive_integration_is_400(world: World) -> None:
-    store.update_integration(world.account, lambda i: Integration(**{**i.__dict__, "status": "disabled"}))
+    services().store.integrations.update(world.account, lambda i: Integration(**{**i.__dict__, "status": "disabled"}))
     response = post(world.payload("workitem-updated-state-active-to-resolved.json"))
     assert response.status_code == 400
     assert world.group_state()["status"] == "unresolved"
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"[]", b"{}", b'{"eventType": "workitem.updated"}',
-                                 b'{"eventType": 5, "resourceContainers": {"collection": {"id": "x"}}}',
-                                 b"\xff\xfe", b'{"resourceContainers": {"collection": {"id": "x"}}}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b"{}",
+        b'{"eventType": "workitem.updated"}',
+        b'{"eventType": 5, "resourceContainers": {"collection": {"id": "x"}}}',
+        b"\xff\xfe",
+        b'{"resourceContainers": {"collection": {"id": "x"}}}',
+    ],
+)
 def test_malformed_bodies_are_400(raw: bytes) -> None:
     assert post(None, raw=raw).status_code == 400
 
@@ -252,28 +290,28 @@ def test_other_event_types_are_ignored_with_200(world: World) -> None:
 
 def test_cold_cache_with_unreadable_states_changes_nothing_and_asks_for_retry(world: World) -> None:
     # The identity is missing, so the states cannot be read: never guess, answer 503.
-    store.cache_put(world.account, "states|c0bf429a-c03c-4a99-9336-d45be74db5a6|Bug", [], ttl=-1)
+    services().store.cache.put(world.account, "states|c0bf429a-c03c-4a99-9336-d45be74db5a6|Bug", [], ttl=-1)
     states.forget()
     payload = world.payload("workitem-updated-state-active-to-resolved.json")
     response = post(payload)
     assert response.status_code == 503
     assert world.group_state() == {"status": "unresolved", "assignee": None, "activity": []}
     # The failed delivery was released: once states are readable, ADO's retry is applied.
-    store.cache_put(world.account, "states|c0bf429a-c03c-4a99-9336-d45be74db5a6|Bug", DONE, ttl=3600)
+    services().store.cache.put(world.account, "states|c0bf429a-c03c-4a99-9336-d45be74db5a6|Bug", DONE, ttl=3600)
     assert post(payload).status_code == 200
     assert world.group_state()["status"] == "resolved"
 
 
 def test_last_delivery_is_recorded(world: World) -> None:
     post(world.payload("workitem-updated-state-active-to-resolved.json"))
-    integration = store.get_integration(world.account)
+    integration = services().store.integrations.get(world.account)
     assert integration is not None and integration.last_delivery is not None
 
 
 def test_redelivery_of_the_same_change_with_new_envelope_ids_changes_nothing(world: World) -> None:
     payload = world.payload("workitem-updated-state-active-to-resolved.json", rev=4)
     assert post(payload).status_code == 200
-    store.change_group(world.org, world.group, lambda s: _set_status(s, "unresolved"))
+    services().store.groups.change(world.org, world.group, lambda s: _set_status(s, "unresolved"))
     payload["id"], payload["notificationId"] = "another-event-id", 99  # a resend, re-serialised
     assert post(payload).status_code == 200
     assert world.group_state()["status"] == "unresolved"
@@ -287,16 +325,16 @@ def test_two_different_changes_at_one_revision_both_apply(world: World) -> None:
 
 
 def test_event_of_a_revision_the_bundle_wrote_is_not_applied_back(world: World) -> None:
-    from shared import sync
+    from shared.core import sync
 
     # Outbound sync wrote State=Resolved to the work item at rev 4 (recorded on the link) ...
     def record_push(state: Any) -> Any:
         from shared.core.models import GroupChange
 
         link = state.links[(world.account, "33")]
-        return GroupChange(links=[sync.pushed(link, "state", 4)])
+        return GroupChange(links=[sync.pushed(link, "state", 4, "Resolved")])
 
-    store.change_group(world.org, world.group, record_push)
+    services().store.groups.change(world.org, world.group, record_push)
     # ... the tracker has since unresolved; the late service hook of our own write must not undo it.
     assert post(world.payload("workitem-updated-state-active-to-resolved.json", rev=4)).status_code == 200
     assert world.group_state()["status"] == "unresolved"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_webhook_http import SECRET, World, post
 
-from shared.adapters import store
+from shared.compose import services
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
@@ -51,11 +51,11 @@ def test_any_order_with_duplicates_ends_at_highest_revision(data: st.DataObject)
 
     # Both work items are linked to the same group: its status follows whichever work item's
     # newest revision was applied last, but each work item's own activity is ordered and unique.
-    activity = [a for a in store.list_activity(world.org, world.group) if a.kind != "link"]
+    activity = [a for a in services().store.groups.activity(world.org, world.group) if a.kind != "link"]
     for key in histories:
         revs = [a.data["rev"] for a in activity if a.data.get("key") == key]
         assert revs == sorted(set(revs)), f"duplicate or out-of-order activity for {key}: {revs}"
-    group = store.get_group(world.org, world.group)
+    group = services().store.groups.get(world.org, world.group)
     assert group is not None
 
 
@@ -75,11 +75,11 @@ def test_single_work_item_ends_in_state_of_highest_revision(data: st.DataObject)
     for payload in order:
         assert post(payload).status_code == 200
 
-    group = store.get_group(world.org, world.group)
+    group = services().store.groups.get(world.org, world.group)
     assert group is not None
     expected = "resolved" if states[-1] == "Resolved" else "unresolved"
     assert group.status == expected
-    activity = [a for a in store.list_activity(world.org, world.group) if a.kind != "link"]
+    activity = [a for a in services().store.groups.activity(world.org, world.group) if a.kind != "link"]
     revs = [a.data["rev"] for a in activity]
     assert revs == sorted(set(revs)), f"duplicate or out-of-order activity: {revs}"
 

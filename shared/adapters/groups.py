@@ -247,7 +247,7 @@ class GroupStore:
         for account_id in change.ended_creations:
             row = join(CREATION, account_id)
             if row in etags:
-                ops.append(("delete", {"PartitionKey": pk, "RowKey": row}, tables.if_match(etags[row])))
+                ops.append(tables.remove(pk, row, etags[row]))
         ops += [("create", self._activity_entity(pk, a)) for a in change.activity]
         results = tables.transact(TABLE, ops)
         new = GroupState(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ LOST_CODES = ("UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNot
 TRANSACTION_LIMIT = 100  # operations per entity group transaction
 
 Op = tuple[Any, ...]
+_PLACEHOLDER_PAREN = re.compile(r"(@\w+)\)")
 
 
 class LostRace(Exception):
@@ -76,6 +78,9 @@ def prefix_range(prefix: str) -> tuple[str, str]:
 
 def query(name: str, flt: str, *, select: list[str] | None = None, page_size: int | None = None,
           params: dict[str, str] | None = None, **more: str) -> Iterator[TableEntity]:
+    """Rows matching `flt`, whose `@name` placeholders are filled (quoted) from `params` and `more`."""
+    # The SDK finds placeholders by splitting on spaces: keep a closing parenthesis apart from a name.
+    flt = _PLACEHOLDER_PAREN.sub(r"\1 )", flt)
     with storage.translated():
         yield from table(name).query_entities(flt, parameters={**(params or {}), **more}, select=select,
                                               results_per_page=page_size)
@@ -130,6 +135,11 @@ def transact(name: str, ops: list[Op]) -> list[Any]:
 def write(entity: dict[str, Any], tag: str | None) -> Op:
     """A transaction operation: create `entity` (tag None) or replace it under ETag `tag`."""
     return ("update", entity, if_match(tag)) if tag else ("create", entity)
+
+
+def remove(pk: str, rk: str, tag: str) -> Op:
+    """A transaction operation: delete the row, only if it still has ETag `tag`."""
+    return ("delete", {"PartitionKey": pk, "RowKey": rk}, {"etag": tag, "match_condition": MatchConditions.IfNotModified})
 
 
 def loads(text: Any, default: Any) -> Any:
