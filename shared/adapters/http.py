@@ -16,6 +16,7 @@ from typing import Any
 import azure.functions as func
 
 from shared import telemetry
+from shared.core import validate
 from shared.core.errors import BundleError, InvalidInput, TransientError, Unauthorized
 from shared.core.reply import Reply
 
@@ -51,7 +52,11 @@ class Request:
 
 
     def json(self) -> dict[str, Any]:
-        return json_object(self._req.get_body() or b"")
+        """The body as one JSON object: 415 unless it is sent as `application/json`."""
+        body = self._req.get_body() or b""
+        if body and not validate.is_json_type(self._req.headers.get("content-type")):
+            raise InvalidInput("Content-Type must be application/json", status=415)
+        return json_object(body)
 
 
 def error_reply(error: BundleError) -> Reply:
@@ -84,16 +89,15 @@ def json_object(body: bytes, *, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
     if len(body) > limit:
         raise InvalidInput(f"Request body is larger than {limit} bytes", status=413)
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_no_constants) if body else None
+        value = validate.strict_json(body.decode("utf-8")) if body else None
+    except validate.DuplicateKey as error:
+        raise InvalidInput(f"Request body is not valid: {error}") from error
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise InvalidInput("Request body is not valid JSON") from error
     if not isinstance(value, dict):
         raise InvalidInput("Request body must be a JSON object")
     return value
 
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def check_bearer(headers: Mapping[str, str], expected: str | None) -> None:

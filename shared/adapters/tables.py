@@ -139,7 +139,8 @@ def write(entity: dict[str, Any], tag: str | None) -> Op:
 
 def remove(pk: str, rk: str, tag: str) -> Op:
     """A transaction operation: delete the row, only if it still has ETag `tag`."""
-    return ("delete", {"PartitionKey": pk, "RowKey": rk}, {"etag": tag, "match_condition": MatchConditions.IfNotModified})
+    condition = {"etag": tag, "match_condition": MatchConditions.IfNotModified}
+    return ("delete", {"PartitionKey": pk, "RowKey": rk}, condition)
 
 
 def loads(text: Any, default: Any) -> Any:

@@ -15,6 +15,33 @@ MAX_TEXT = 32_000
 _MISSING = object()
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice (parsers disagree on which one wins)."""
+
+
+def strict_json(text: str) -> Any:
+    """`json.loads` that refuses duplicate object keys and the non-standard NaN/Infinity constants."""
+    return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constants)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(f"duplicate key {key[:64]!r}")
+        found[key] = value
+    return found
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON (`application/json`, parameters such as charset allowed)."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
+
+
 def invalid(name: str, message: str) -> InvalidInput:
     return InvalidInput(f"{name}: {message}", field=name, status=422)
 

@@ -2,13 +2,13 @@
 
 Pure: no network or storage access. `parse` validates the envelope before anything is looked up;
 `credential` extracts the shared secret (basic-auth password or `shared-secret` header).
-Payload reference: ado-api.md §3 (resourceVersion 1.0: identities are "Name <email>" strings).
+Payloads (resourceVersion 1.0: identities are "Name <email>" strings):
+https://learn.microsoft.com/azure/devops/service-hooks/events#workitem.updated
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.core.errors import InvalidInput
 from shared.core.keys import check_id
+from shared.core.validate import DuplicateKey, strict_json
 
 MAX_BODY = 2 * 1024 * 1024
 WORKITEM_UPDATED = "workitem.updated"
@@ -52,7 +53,9 @@ def parse(body: bytes) -> Delivery:
     if len(body) > MAX_BODY:
         raise InvalidInput("Payload too large", status=413)
     try:
-        payload = json.loads(body.decode("utf-8"))
+        payload = strict_json(body.decode("utf-8"))
+    except DuplicateKey as error:
+        raise InvalidInput(f"Payload is not valid: {error}") from error
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise InvalidInput("Payload is not valid JSON") from error
     if not isinstance(payload, dict):

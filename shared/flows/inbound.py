@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from shared.compose import Services
-from shared.core import sync, webhook
+from shared.core import sync, validate, webhook
 from shared.core.errors import AdoError, IdentityInvalid, InvalidInput, TransientError, Unauthorized
 from shared.core.keys import check_id
 from shared.core.models import GroupChange, GroupState, Integration, OrgLink
@@ -36,6 +36,9 @@ NO_INTEGRATION = "Integration does not exist."
 
 
 def handle(svc: Services, body: bytes, headers: Mapping[str, str]) -> Reply:
+    content_type = headers.get("content-type")
+    if content_type and not validate.is_json_type(content_type):
+        raise InvalidInput("Content-Type must be application/json", status=415)
     delivery = webhook.parse(body)
     context = {"account_id": delivery.collection_id, "work_item": delivery.work_item_id}
     if delivery.event_type != webhook.WORKITEM_UPDATED:

@@ -10,13 +10,18 @@ import pytest
 import requests
 
 from shared import config
-from shared.adapters import store
 from shared.adapters.ado_auth import PatAuth, auth_for
 from shared.adapters.ado_client import AdoClient, lookup_base_url
+from shared.adapters.integrations import IntegrationStore
+from shared.compose import services
 from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
 from shared.core.models import Identity
 
 pytestmark = pytest.mark.usefixtures("azurite")
+
+
+def identities() -> IntegrationStore:
+    return services().store.integrations
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ def test_two_workers_refreshing_at_once_keep_one_valid_token_set(org: dict[str, 
     tokens = sandbox_ado.issue_token(org["name"], expires_in=3600)
     account = org["account"]
     # Stored as already expired: both workers must refresh before calling.
-    store.save_identity(account, Identity(kind="oauth", access_token=tokens["access_token"],
+    identities().save_identity(account, Identity(kind="oauth", access_token=tokens["access_token"],
                                           refresh_token=tokens["refresh_token"], expires_at=time.time() - 10))
     config.reset()
     barrier = threading.Barrier(2)
@@ -98,7 +103,7 @@ def test_two_workers_refreshing_at_once_keep_one_valid_token_set(org: dict[str, 
 
     def worker() -> None:
         session = requests.Session()
-        auth = auth_for(account, store.IdentityStore(), session=session)
+        auth = auth_for(account, identities(), session=session)
         client = AdoClient(base_url=org["url"], auth=auth, account_name=org["name"], session=session)
         barrier.wait()
         try:
@@ -113,25 +118,25 @@ def test_two_workers_refreshing_at_once_keep_one_valid_token_set(org: dict[str, 
         thread.join()
 
     assert results == [1, 1]
-    loaded = store.load_identity(account)
+    loaded = identities().load_identity(account)
     assert loaded is not None
     stored = loaded[0]
     assert stored.status == "valid" and stored.expires_at and stored.expires_at > time.time()
     # The stored set is the one that works: its access token is accepted, its refresh token refreshes.
-    works = AdoClient(base_url=org["url"], auth=auth_for(account, store.IdentityStore()), account_name=org["name"])
+    works = AdoClient(base_url=org["url"], auth=auth_for(account, identities()), account_name=org["name"])
     assert len(works.list_projects()) == 1
-    store.save_identity(account, Identity(kind="oauth", access_token=stored.access_token,
+    identities().save_identity(account, Identity(kind="oauth", access_token=stored.access_token,
                                           refresh_token=stored.refresh_token, expires_at=time.time() - 10))
-    again = AdoClient(base_url=org["url"], auth=auth_for(account, store.IdentityStore()), account_name=org["name"])
+    again = AdoClient(base_url=org["url"], auth=auth_for(account, identities()), account_name=org["name"])
     assert len(again.list_projects()) == 1, "the stored refresh token was not lost"
 
 
 def test_refused_refresh_marks_the_identity_invalid(org: dict[str, Any]) -> None:
     account = org["account"]
-    store.save_identity(account, Identity(kind="oauth", access_token="stale", refresh_token="unknown",
+    identities().save_identity(account, Identity(kind="oauth", access_token="stale", refresh_token="unknown",
                                           expires_at=time.time() - 10))
-    client = AdoClient(base_url=org["url"], auth=auth_for(account, store.IdentityStore()), account_name=org["name"])
+    client = AdoClient(base_url=org["url"], auth=auth_for(account, identities()), account_name=org["name"])
     with pytest.raises(IdentityInvalid):
         client.list_projects()
-    loaded = store.load_identity(account)
+    loaded = identities().load_identity(account)
     assert loaded is not None and loaded[0].status == "invalid"
