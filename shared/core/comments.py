@@ -27,7 +27,8 @@ from shared.core.rendering import markdown_html, safe_url
 
 WORKITEM_COMMENTED = "workitem.commented"
 # ADO stores a comment like a long-text field: at most 1M characters ("Work tracking, process, and
-# project limits"). Tracker bodies are cut well below that, so the rendered HTML always fits.
+# project limits"). Tracker bodies are cut well below that, and cut further in the rare case their
+# rendering still expands past it.
 MAX_COMMENT_HTML = 1_000_000
 MAX_BODY_MARKDOWN = 100_000
 MAX_AUTHOR_NAME = 100
