@@ -6,10 +6,14 @@ attempt) and `webhook-signature` (`v1,<base64 HMAC-SHA256>`, made by the `standa
 How each answer is treated follows the spec's "Delivery success and failure" section:
 https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
-    2xx                                 delivered
-    410 Gone                            gone: stop delivering to this endpoint
-    408, 409, 425, 429, 5xx, no answer  retry (Retry-After honoured, 1 s - 1 h)
-    3xx and other 4xx                   failed: a retry would get the same answer
+    2xx                       delivered
+    410 Gone                  gone: stop delivering to this endpoint
+    400, 413, 415, 422        failed: the receiver refuses this payload, and a retry sends the same bytes
+    anything else, no answer  retry (Retry-After honoured, 1 s - 1 h)
+
+The spec retries every failure; only answers that refuse the payload itself stop early. 3xx, 401,
+403 and 404 are retried: they usually mean the endpoint or its secret is being (re)configured, and
+the retry schedule leaves a day to fix that.
 
 Redirects are not followed. Neither the secret nor the signature is ever logged, and failure reasons
 never carry exception text (which can hold the URL and its query string).
@@ -45,7 +49,7 @@ SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24  # Standard Webhooks: 24 to 64 random bytes
 MAX_SECRET_BYTES = 64
 DEFAULT_TIMEOUT = 15.0  # the spec recommends 15-30 s
-RETRY_STATUSES = frozenset({408, 409, 425, 429})
+REFUSED_STATUSES = frozenset({400, 413, 415, 422})  # the payload itself is refused
 USER_AGENT = "ado-boards-sync-webhooks/1"
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
@@ -147,10 +151,10 @@ def classify(status: int, retry_after_header: str | None = None, *, now: float) 
         return Outcome("delivered", status, reason)
     if status == 410:
         return Outcome("gone", status, "HTTP 410: the endpoint asks for no more deliveries")
-    if status in RETRY_STATUSES or status >= 500 or status < 200:
-        retry_after = clamp_retry_after(parse_retry_after(retry_after_header, now=now))
-        return Outcome("retry", status, reason, retry_after)
-    return Outcome("failed", status, reason)
+    if status in REFUSED_STATUSES:
+        return Outcome("failed", status, reason)
+    retry_after = clamp_retry_after(parse_retry_after(retry_after_header, now=now))
+    return Outcome("retry", status, reason, retry_after)
 
 
 def deliver(

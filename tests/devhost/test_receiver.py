@@ -62,7 +62,7 @@ def test_events_are_kept_in_arrival_order(receiver: Receiver, session: requests.
 def test_a_delivery_signed_with_another_secret_gets_401_and_a_warning(receiver: Receiver, lines: list[str],
                                                                       session: requests.Session) -> None:
     outcome = deliver(receiver.url, new_secret(), event(), session=session)
-    assert (outcome.kind, outcome.status) == ("failed", 401)
+    assert (outcome.kind, outcome.status) == ("retry", 401)
     assert receiver.events == []
     assert receiver.rejected == 1
     assert lines[0].startswith("WARNING")
