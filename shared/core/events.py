@@ -145,6 +145,10 @@ class Event:
             raise InvalidInput("organization_id must be a non-empty string", field="organization_id")
         if self.group_id is not None and (not isinstance(self.group_id, str) or not self.group_id):
             raise InvalidInput("group_id must be a non-empty string or null", field="group_id")
+        if self.group_id is None and self.type.startswith("group."):
+            raise InvalidInput(f"{self.type} needs a group_id", field="group_id")
+        if self.group_id is not None and self.type.startswith("integration."):
+            raise InvalidInput(f"{self.type} has no group_id", field="group_id")
         if not isinstance(self.data, dict):
             raise InvalidInput("data must be an object", field="data")
         missing = [key for key in DATA_KEYS[self.type] if key not in self.data]

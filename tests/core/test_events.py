@@ -59,6 +59,13 @@ def test_every_type_has_a_builder() -> None:
 def test_integration_events_have_no_group() -> None:
     event = events.subscription_changed("o", integration_id="a", old=None, new="enabled", now=NOW)
     assert events.to_payload(event)["group_id"] is None
+    with pytest.raises(InvalidInput):
+        events.from_json(events.to_json(event).replace('"group_id":null', '"group_id":"g"'))
+
+
+def test_a_sync_failure_may_concern_no_single_group() -> None:
+    event = events.sync_failed("o", None, "permission_refused", "The credential cannot edit work items", now=NOW)
+    assert events.from_json(events.to_json(event)).group_id is None
 
 
 def test_json_is_compact_ascii_in_a_fixed_key_order() -> None:
@@ -117,6 +124,7 @@ def _payload() -> dict[str, object]:
     ({"created": 1714566600}, "created"),
     ({"organization_id": None}, "organization_id"),
     ({"group_id": ""}, "group_id"),
+    ({"group_id": None}, "group_id"),  # a group event without its group
     ({"data": []}, "data"),
     ({"data": {"old": "unresolved"}}, "data"),
 ])
