@@ -210,11 +210,14 @@ def secret_location(ref: str) -> tuple[str, str, str | None]:
 class KeyVaultReader:
     """Reads Key Vault secrets with the function app's own managed identity; one client per vault.
 
-    `credential` replaces that identity; `client_options` go to each `SecretClient`.
+    `credential` replaces that identity; `credential_options` go to the default identity's
+    credential and `client_options` to each `SecretClient` (e.g. `retry_total`, `connection_verify`).
     """
 
-    def __init__(self, credential: TokenCredential | None = None, **client_options: Any) -> None:
+    def __init__(self, credential: TokenCredential | None = None, *,
+                 credential_options: Mapping[str, Any] | None = None, **client_options: Any) -> None:
         self._credential = credential
+        self._credential_options = dict(credential_options or {})
         self._options = client_options
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -248,8 +251,8 @@ class KeyVaultReader:
             if client is None:
                 if self._credential is None:
                     app_client_id = os.environ.get(APP_CLIENT_ID_SETTING) or None
-                    self._credential = ManagedIdentityCredential(client_id=app_client_id,
-                                                                 raw_response_hook=_record_status)
+                    self._credential = ManagedIdentityCredential(
+                        client_id=app_client_id, **{"raw_response_hook": _record_status, **self._credential_options})
                 options = {"raw_response_hook": _record_status, **self._options}
                 client = self._clients[vault_url] = SecretClient(vault_url, self._credential, **options)
             return client

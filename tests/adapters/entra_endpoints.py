@@ -56,7 +56,8 @@ class _Server:
         self.port = self._httpd.server_address[1]
         self.scheme = "https" if ssl_context else "http"
         self.base = f"{self.scheme}://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self.lock = threading.Lock()
 
     def start(self) -> None:
