@@ -173,8 +173,8 @@ def _vault_ref(body: Mapping[str, Any], name: str, collections: tuple[str, ...])
     vault, _, suffix = host.partition(".")
     matched = _OBJECT_PATH.match(parts.path)
     if (parts.scheme != "https" or parts.port is not None or parts.username or parts.password or parts.query
-            or parts.fragment or not _VAULT_NAME.match(vault) or not host.endswith(VAULT_SUFFIXES)
-            or "." + suffix not in VAULT_SUFFIXES or not matched or matched.group(1) not in collections):
+            or parts.fragment or not _VAULT_NAME.match(vault) or "." + suffix not in VAULT_SUFFIXES
+            or not matched or matched.group(1) not in collections):
         raise _invalid(f"identity.{name}", f"must be a Key Vault URI like {shape}")
     version = f"/{matched.group(3).lower()}" if matched.group(3) else ""
     return f"https://{host}/{matched.group(1)}/{matched.group(2)}{version}"
@@ -258,6 +258,19 @@ class KeyVaultReader:
             return client
 
 
+_reader: KeyVaultReader | None = None
+_reader_lock = threading.Lock()
+
+
+def _default_reader() -> KeyVaultReader:
+    """One process-wide reader, so Key Vault clients and the app identity's vault token are reused."""
+    global _reader
+    with _reader_lock:
+        if _reader is None:
+            _reader = KeyVaultReader()
+        return _reader
+
+
 def certificate_bytes(secret: VaultSecret) -> bytes:
     """The certificate with its private key, as CertificateCredential takes it (PEM or PKCS#12 bytes)."""
     text = secret.value.strip()
@@ -280,7 +293,8 @@ class AzureCredentials:
 
     A fresh credential has an empty MSAL cache, so a forced renewal really asks the token endpoint.
     `credential_options` go to every credential (e.g. `authority`, `disable_instance_discovery`,
-    `connection_verify`, `retry_total`); `read_secret` reads the service principal's Key Vault secret.
+    `connection_verify`, `retry_total`); `read_secret` reads the service principal's Key Vault secret
+    (default: a process-wide `KeyVaultReader`).
     """
 
     def __init__(self, *, read_secret: SecretReader | None = None, app_client_id: str | None = None,
@@ -296,14 +310,14 @@ class AzureCredentials:
         if identity.kind == "managed_identity":
             client_id = identity.client_id or self._app_client_id or os.environ.get(APP_CLIENT_ID_SETTING) or None
             return ManagedIdentityCredential(client_id=client_id, **options)
-        assert identity.tenant_id and identity.client_id
-        if self._read_secret is None:
-            self._read_secret = KeyVaultReader()
+        ref = identity.secret_ref or identity.certificate_ref
+        if not (identity.tenant_id and identity.client_id and ref):
+            raise IdentityInvalid(f"The {identity.describe()} lacks a tenant, client id or Key Vault reference.")
+        read_secret = self._read_secret or _default_reader()
         if identity.secret_ref:
-            secret = self._read_secret(identity.secret_ref)
+            secret = read_secret(identity.secret_ref)
             return ClientSecretCredential(identity.tenant_id, identity.client_id, secret.value, **options)
-        assert identity.certificate_ref
-        data = certificate_bytes(self._read_secret(identity.certificate_ref))
+        data = certificate_bytes(read_secret(ref))
         try:
             return CertificateCredential(identity.tenant_id, identity.client_id, certificate_data=data, **options)
         except ValueError:

@@ -297,6 +297,35 @@ def test_service_principal_wiring_with_an_injected_factory(cache: TokenCache) ->
     assert auth.header() == "Bearer sp-token-2"
 
 
+def test_tokens_are_shared_only_with_the_same_key_vault_reference(cache: TokenCache) -> None:
+    """An install naming another's client id but a different secret cannot borrow its cached token."""
+    fetched: list[str | None] = []
+
+    class Fake:
+        def __init__(self, identity: EntraIdentity) -> None:
+            self.ref = identity.secret_ref
+
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            fetched.append(self.ref)
+            return AccessToken(f"token-for-{self.ref}", int(time.time()) + 3600)
+
+    def auth(ref: str) -> EntraAuth:
+        identity = EntraIdentity("service_principal", SP_CLIENT, TENANT, secret_ref=ref)
+        return EntraAuth(identity, credentials=Fake, cache=cache)
+
+    first, other = f"{VAULT}/secrets/a", f"{VAULT}/secrets/b"
+    assert auth(first).header() == f"Bearer token-for-{first}"
+    assert auth(first).header() == f"Bearer token-for-{first}"
+    assert auth(other).header() == f"Bearer token-for-{other}"
+    assert fetched == [first, other]
+
+
+def test_service_principal_without_reference_is_invalid(cache: TokenCache) -> None:
+    auth = EntraAuth(EntraIdentity("service_principal", SP_CLIENT, TENANT), cache=cache)
+    with pytest.raises(IdentityInvalid):
+        auth.header()
+
+
 @pytest.fixture(scope="module")
 def tls() -> Iterator[tuple[ssl.SSLContext, str]]:
     """A server TLS context for 127.0.0.1 and the path of its CA bundle."""
