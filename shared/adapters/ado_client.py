@@ -230,9 +230,9 @@ class AdoClient:
         return dict(self.request("PATCH", url, json=ops, content_type=JSON_PATCH))
 
     def query_ids(self, wiql: str, project: str | None = None) -> list[int]:
-        """Ids of the work items a WIQL query selects (a read: retried like one)."""
+        """Ids of the work items a WIQL query selects (a read: retried like one); dates compared to the second."""
         url = path(Api.PROJECT_WIQL, project=project) if project else Api.WIQL
-        answer = self.request("POST", url, json={"query": wiql}, retry=True)
+        answer = self.request("POST", url, params={"timePrecision": "true"}, json={"query": wiql}, retry=True)
         items = answer.get("workItems") if isinstance(answer, dict) else None
         return [int(i["id"]) for i in items or [] if isinstance(i, dict) and isinstance(i.get("id"), int)]
 

@@ -47,6 +47,8 @@ def _integration_entity(item: Integration) -> dict[str, Any]:
         "last_checked": item.last_checked,
         "last_delivery": item.last_delivery,
         "problem": item.problem,
+        "last_reconciled": item.last_reconciled,
+        "repaired": item.repaired,
     }
 
 
@@ -62,6 +64,8 @@ def _integration(entity: TableEntity) -> Integration:
         last_checked=entity.get("last_checked"),
         last_delivery=entity.get("last_delivery"),
         problem=entity.get("problem"),
+        last_reconciled=entity.get("last_reconciled"),
+        repaired=int(entity.get("repaired") or 0),
     )
 
 
@@ -223,3 +227,13 @@ class IntegrationStore:
 
     def groups_linked_to(self, account_id: str, key: str) -> list[tuple[str, str]]:
         return self.read_for_work_item(account_id, key)[1]
+
+    def linked_work_items(self, account_id: str) -> dict[str, list[tuple[str, str]]]:
+        """Every linked work item of the integration → (org id, group id) of its groups (one paged query)."""
+        low, high = tables.prefix_range(INDEX_PREFIX)
+        found: dict[str, list[tuple[str, str]]] = {}
+        for row in tables.query(TABLE, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                                pk=account_id, low=low, high=high):
+            key = row["RowKey"].split("|", 2)[1]
+            found.setdefault(key, []).append((row["org_id"], row["group_id"]))
+        return found

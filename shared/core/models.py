@@ -53,6 +53,10 @@ class Integration:
     last_checked: float | None = None
     last_delivery: float | None = None
     problem: str | None = None
+    # Reconciliation: work items changed after `last_reconciled` are read again; `repaired` counts the
+    # links the last pass brought back in sync.
+    last_reconciled: float | None = None
+    repaired: int = 0
 
     def __repr__(self) -> str:
         return f"Integration(account_id={self.account_id!r}, status={self.status!r})"
