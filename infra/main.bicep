@@ -1,6 +1,7 @@
 // Azure resources for the ADO Boards sync bundle: one Flex Consumption (FC1) Python function app
 // with a user-assigned identity, identity-only storage (host storage, deployment container, queues,
-// tables), Log Analytics + Application Insights (Entra auth only) and an RBAC Key Vault for secrets.
+// tables), Log Analytics + Application Insights (Entra auth only) and an RBAC Key Vault for secrets
+// and for the RSA key that wraps the data keys of stored credentials (TOKEN_ENCRYPTION_KEY).
 //
 // Scope: resource group. `azd up` asks for (or creates) the group; by hand:
 //   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=<env> manageApiKey=<key> ...
@@ -49,6 +50,13 @@ param adoSearchUrl string = 'https://almsearch.dev.azure.com/{account_name}/_api
 @description('Graph users endpoint for outbound assignment; {account_name} is substituted.')
 param adoGraphUsersUrl string = 'https://vssps.dev.azure.com/{account_name}/_apis/graph/users'
 
+@description('Azure DevOps Server hosts (comma-separated host[:port]) integrations may use; empty allows Azure DevOps Services only.')
+param adoServerHosts string = ''
+
+@allowed([2048, 3072, 4096])
+@description('RSA size of the token encryption key. Key Vault allows about 4,000 (2048), 1,000 (3072) or 500 (4096) unwraps per 10 s per vault. Applies when the key is first created.')
+param tokenKeySize int = 3072
+
 @description('NCRONTAB (six fields, UTC) of the subscription-check kickoff timer.')
 param subscriptionSchedule string = '0 0 */6 * * *'
 
@@ -71,6 +79,7 @@ var queueNames = [
 ]
 var manageApiKeySecretName = 'manage-api-key'
 var adoClientSecretSecretName = 'ado-client-secret'
+var tokenKeyName = 'token-encryption-key'
 
 // Built-in role definition ids.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -79,6 +88,8 @@ var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+var keyVaultCryptoServiceEncryptionUser = 'e147488a-f6f5-4113-8e2d-b22465e65bf6'
+var keyVaultCryptoOfficer = '14b46e9e-c2b7-41b4-b07b-48a6ebf60603'
 
 // ---------------------------------------------------------------- identity
 
@@ -187,6 +198,22 @@ resource adoClientSecretSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = 
   properties: { value: adoClientSecret }
 }
 
+// Wraps and unwraps the per-credential data keys of stored tokens and PATs (envelope encryption).
+// ARM only creates it (create-if-not-exists: a redeploy never adds a version or changes it);
+// rotation adds versions with the CLI, see docs/security.md.
+resource tokenKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
+  parent: keyVault
+  name: tokenKeyName
+  properties: {
+    kty: 'RSA'
+    keySize: tokenKeySize
+    keyOps: [
+      'wrapKey'
+      'unwrapKey'
+    ]
+  }
+}
+
 // ---------------------------------------------------------------- role assignments (app identity)
 
 resource blobOwnerAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -239,6 +266,18 @@ resource secretsUserAssignment 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// Wrap/unwrap (and read the public key) with the token key only: no decrypt, sign or key management,
+// and no access to any other key.
+resource tokenKeyUserAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(tokenKey.id, identity.id, keyVaultCryptoServiceEncryptionUser)
+  scope: tokenKey
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCryptoServiceEncryptionUser)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // ---------------------------------------------------------------- role assignments (operator, optional)
 
 resource operatorSecretsOfficerAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
@@ -246,6 +285,17 @@ resource operatorSecretsOfficerAssignment 'Microsoft.Authorization/roleAssignmen
   scope: keyVault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+    principalId: principalId
+    principalType: principalType
+  }
+}
+
+// To rotate the token key (new versions) and disable old versions.
+resource operatorCryptoOfficerAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(tokenKey.id, principalId, keyVaultCryptoOfficer)
+  scope: tokenKey
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCryptoOfficer)
     principalId: principalId
     principalType: principalType
   }
@@ -343,10 +393,14 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ADO_SEARCH_URL: adoSearchUrl
     ADO_GRAPH_USERS_URL: adoGraphUsersUrl
     SUBSCRIPTION_SCHEDULE: subscriptionSchedule
+    ADO_SERVER_HOSTS: adoServerHosts
+    // Unversioned: new seals use the key's current version; envelopes record the version they used.
+    TOKEN_ENCRYPTION_KEY: tokenKey.properties.keyUri
   }
   dependsOn: [
     adoClientSecretSecret
     secretsUserAssignment
+    tokenKeyUserAssignment
     queueContributorAssignment
     tableContributorAssignment
     metricsPublisherAssignment

@@ -52,6 +52,7 @@ ROLE_IDS = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Crypto Service Encryption User": "e147488a-f6f5-4113-8e2d-b22465e65bf6",
 }
 ROLE_SCOPE_TYPES = {
     "Storage Blob Data Owner": "Microsoft.Storage/storageAccounts",
@@ -59,6 +60,7 @@ ROLE_SCOPE_TYPES = {
     "Storage Table Data Contributor": "Microsoft.Storage/storageAccounts",
     "Monitoring Metrics Publisher": "Microsoft.Insights/components",
     "Key Vault Secrets User": "Microsoft.KeyVault/vaults",
+    "Key Vault Crypto Service Encryption User": "Microsoft.KeyVault/vaults/keys",
 }
 
 QUEUES = {"subscription-check", "migrate-repo", "sync-outbound"}
@@ -327,6 +329,25 @@ def test_identity_holds_every_role_on_the_right_scope(bicep: dict[str, Any]) -> 
         assert granted[role_id] == ROLE_SCOPE_TYPES[role], role
 
 
+def app_identity_roles(bicep: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role definition id, scope symbol) of every assignment to the app's identity."""
+    uami = identity_name(bicep)
+    roles = []
+    for assignment in resources(bicep, "Microsoft.Authorization/roleAssignments").values():
+        props = assignment["properties"]
+        if accessor(props["principalId"]) == [uami, "properties", "principalId"]:
+            role = resolve(bicep, props["roleDefinitionId"]["function"]["parameters"]["resource_name_1"])
+            roles.append((role, assignment["scope"]))
+    return roles
+
+
+def test_identity_holds_no_role_beyond_the_listed_ones(bicep: dict[str, Any]) -> None:
+    # In particular no Key Vault Crypto User/Officer: the app may wrap and unwrap, never decrypt,
+    # sign, export or manage keys.
+    granted = [role for role, _ in app_identity_roles(bicep)]
+    assert sorted(granted) == sorted(ROLE_IDS.values())
+
+
 def test_role_assignment_names_are_unique(bicep: dict[str, Any]) -> None:
     assignments = resources(bicep, "Microsoft.Authorization/roleAssignments").values()
     names = [json.dumps(a["name"], sort_keys=True) for a in assignments]
@@ -393,6 +414,53 @@ def test_secret_settings_are_key_vault_references(bicep: dict[str, Any]) -> None
     assert reference.startswith("@Microsoft.KeyVault(SecretUri=")
     assert "${adoClientSecretSecretName}" in reference
     assert resolve(bicep, "adoClientSecretSecretName") == "ado-client-secret"
+
+
+def test_token_encryption_key_is_an_rsa_wrap_key_in_the_vault(bicep: dict[str, Any]) -> None:
+    vault_name, _ = only(bicep, "Microsoft.KeyVault/vaults")
+    _, key = only(bicep, "Microsoft.KeyVault/vaults/keys")
+    assert key["parent"] == vault_name
+    props = key["properties"]
+    assert props["kty"] == "RSA"
+    assert sorted(props["keyOps"]) == ["unwrapKey", "wrapKey"]
+    size = bicep["parameters"][props["keySize"]]
+    assert size["default"] in (2048, 3072)
+    allowed = next(d["argument"] for d in size["decorators"] if d["type"] == "allowed")
+    assert min(allowed) >= 2048
+
+
+def test_identity_may_only_wrap_and_unwrap_with_the_token_key(bicep: dict[str, Any]) -> None:
+    key_name, _ = only(bicep, "Microsoft.KeyVault/vaults/keys")
+    crypto_user = ROLE_IDS["Key Vault Crypto Service Encryption User"]
+    scopes = [scope for role, scope in app_identity_roles(bicep) if role == crypto_user]
+    assert scopes == [key_name], "granted once, on the key itself"
+    on_key = [role for role, scope in app_identity_roles(bicep) if scope == key_name]
+    assert on_key == [crypto_user]
+
+
+def test_token_encryption_key_setting_is_the_unversioned_key_uri(bicep: dict[str, Any]) -> None:
+    key_name, _ = only(bicep, "Microsoft.KeyVault/vaults/keys")
+    settings = app_settings(bicep)
+    # keyUri has no version: seals use the current version after a rotation (keyUriWithVersion would pin it).
+    assert accessor(settings["TOKEN_ENCRYPTION_KEY"]) == [key_name, "properties", "keyUri"]
+    # The setting only takes effect once the identity may use the key.
+    assignment = next(
+        name
+        for name, r in bicep["resources"].items()
+        if r["type"] == "Microsoft.Authorization/roleAssignments"
+        and body(r)["scope"] == key_name
+        and accessor(body(r)["properties"]["principalId"]) == [identity_name(bicep), "properties", "principalId"]
+    )
+    depends = next(
+        c["dependsOn"] for c in resources(bicep, "Microsoft.Web/sites/config").values() if c["name"] == "appsettings"
+    )
+    assert assignment in depends
+
+
+def test_server_hosts_come_from_a_parameter_empty_by_default(bicep: dict[str, Any]) -> None:
+    settings = app_settings(bicep)
+    assert settings["ADO_SERVER_HOSTS"] in bicep["parameters"]
+    assert resolve(bicep, settings["ADO_SERVER_HOSTS"]) == ""
 
 
 # ---------------------------------------------------------------- app settings
