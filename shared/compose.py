@@ -10,13 +10,18 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 
 from shared.adapters import storage
 from shared.adapters.ado_connect import AdoConnector
+from shared.adapters.cipher import Cipher, cipher_from_setting
 from shared.adapters.store import Store, table_store
+from shared.config import settings
+
+LOCAL_KEY_FILE = Path(".azurite") / "token-key"
 
 
 class Send(Protocol):
@@ -43,9 +48,20 @@ def http_session() -> requests.Session:
     return session
 
 
+@functools.cache
+def _cipher(value: str | None, local: bool) -> Cipher:
+    return cipher_from_setting(value, key_file=LOCAL_KEY_FILE if local else None)
+
+
+def token_cipher() -> Cipher:
+    """The cipher of stored credentials: `TOKEN_ENCRYPTION_KEY`, or on local storage a local key file."""
+    current = settings()
+    return _cipher(current.token_encryption_key, current.local_storage)
+
+
 def build(*, clock: Callable[[], float] = time.time, send: Send | None = None,
           session: requests.Session | None = None) -> Services:
-    store = table_store(clock)
+    store = table_store(token_cipher, clock)
     session = session or http_session()
     return Services(store=store, ado=AdoConnector(store.integrations, session), send=send or storage.send,
                     clock=clock, session=session)

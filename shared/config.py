@@ -43,6 +43,10 @@ class Settings:
     ado_search_url: str
     ado_graph_users_url: str
     subscription_schedule: str
+    token_encryption_key: str | None = None
+    ado_server_hosts: str | None = None
+    tracker_webhook_url: str | None = None
+    tracker_webhook_secret: str | None = None
 
     def __repr__(self) -> str:
         return "Settings(<redacted>)"
@@ -68,6 +72,10 @@ class Settings:
             ado_search_url=get("ADO_SEARCH_URL") or DEFAULT_SEARCH_URL,
             ado_graph_users_url=get("ADO_GRAPH_USERS_URL") or DEFAULT_GRAPH_USERS_URL,
             subscription_schedule=get("SUBSCRIPTION_SCHEDULE") or DEFAULT_SUBSCRIPTION_SCHEDULE,
+            token_encryption_key=get("TOKEN_ENCRYPTION_KEY"),
+            ado_server_hosts=get("ADO_SERVER_HOSTS"),
+            tracker_webhook_url=get("TRACKER_WEBHOOK_URL"),
+            tracker_webhook_secret=get("TRACKER_WEBHOOK_SECRET"),
         )
         if settings.storage_connection is None and settings.storage_table_uri is None:
             raise ConfigError(
@@ -75,6 +83,12 @@ class Settings:
                 f"{prefix}tableServiceUri and {prefix}queueServiceUri)."
             )
         return settings
+
+    @property
+    def local_storage(self) -> bool:
+        """Whether storage is the local emulator (Azurite), where local-only defaults apply."""
+        text = (self.storage_connection or "").lower()
+        return "usedevelopmentstorage=true" in text or "devstoreaccount1" in text
 
     def require(self, attribute: str, setting_name: str) -> str:
         """The value of an optional setting a flow cannot do without."""

@@ -16,12 +16,14 @@ integration and link rows of every partition, page by page.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from azure.data.tables import TableEntity
 
 from shared.adapters import tables
+from shared.adapters.cipher import Cipher, is_envelope
 from shared.core.keys import check_id, join
 from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 
@@ -79,17 +81,34 @@ def _org_link(entity: TableEntity) -> OrgLink:
                    status=entity.get("status", "active"), config=tables.loads(entity.get("config"), {}))
 
 
-def _identity_entity(account_id: str, identity: Identity) -> dict[str, Any]:
+SECRET_FIELDS = ("access_token", "refresh_token")
+
+
+def _identity_context(account_id: str) -> str:
+    """What a sealed identity is bound to: it opens only on this integration's identity row."""
+    return f"{account_id}/ado-identity"
+
+
+def _identity_entity(account_id: str, identity: Identity, cipher: Cipher) -> dict[str, Any]:
+    secrets = {name: getattr(identity, name) for name in SECRET_FIELDS}
     return {
         "PartitionKey": account_id,
         "RowKey": RK_IDENTITY,
         "kind": identity.kind,
-        "access_token": identity.access_token,
-        "refresh_token": identity.refresh_token,
+        "sealed": cipher.seal(_identity_context(account_id), json.dumps(secrets).encode()),
         "expires_at": identity.expires_at,
         "status": identity.status,
         "problem": identity.problem,
     }
+
+
+def _identity_secrets(entity: TableEntity, cipher: Cipher) -> dict[str, Any]:
+    """The tokens of an identity row: sealed, or (rows written before encryption) plaintext."""
+    sealed = entity.get("sealed")
+    if isinstance(sealed, str) and is_envelope(sealed):
+        opened = json.loads(cipher.open(_identity_context(entity["PartitionKey"]), sealed))
+        return opened if isinstance(opened, dict) else {}
+    return {name: entity.get(name) for name in SECRET_FIELDS}
 
 
 def _index_row(key: str, org_id: str, group_id: str) -> str:
@@ -97,7 +116,13 @@ def _index_row(key: str, org_id: str, group_id: str) -> str:
 
 
 class IntegrationStore:
-    """Integrations, identities, organization links and the work item → groups index."""
+    """Integrations, identities, organization links and the work item → groups index.
+
+    Identity tokens are sealed with `cipher` (envelope encryption) before they are written.
+    """
+
+    def __init__(self, cipher: Callable[[], Cipher]) -> None:
+        self._cipher = cipher
 
     # -- integration and organization links ------------------------------------------------------
 
@@ -197,10 +222,11 @@ class IntegrationStore:
         entity = tables.get(TABLE, account_id, RK_IDENTITY)
         if entity is None:
             return None
+        secrets = _identity_secrets(entity, self._cipher())
         identity = Identity(
             kind=entity.get("kind", "oauth"),
-            access_token=entity.get("access_token", ""),
-            refresh_token=entity.get("refresh_token"),
+            access_token=secrets.get("access_token") or "",
+            refresh_token=secrets.get("refresh_token"),
             expires_at=entity.get("expires_at"),
             status=entity.get("status", "valid"),
             problem=entity.get("problem"),
@@ -209,7 +235,7 @@ class IntegrationStore:
 
     def save_identity(self, account_id: str, identity: Identity, etag: str | None = None) -> bool:
         """Store the identity. With `etag`, only if nobody wrote since; False when someone did."""
-        entity = _identity_entity(account_id, identity)
+        entity = _identity_entity(account_id, identity, self._cipher())
         if etag is None:
             tables.upsert(TABLE, entity)
             return True
@@ -220,6 +246,33 @@ class IntegrationStore:
         return True
 
     # -- work item index -------------------------------------------------------------------------
+
+    def rewrap_identities(self) -> int:
+        """Re-seal every stored identity under the current key (after a key rotation); the count re-sealed.
+
+        Each row is replaced under its ETag; a row written meanwhile is already under the current key.
+        """
+        cipher = self._cipher()
+        count = 0
+        for entity in tables.query(TABLE, "RowKey eq @rk", rk=RK_IDENTITY):
+            sealed = entity.get("sealed")
+            account_id = entity["PartitionKey"]
+            if isinstance(sealed, str) and is_envelope(sealed):
+                fresh = cipher.rewrap(_identity_context(account_id), sealed)
+                if fresh is None:
+                    continue
+                row = {**entity, "sealed": fresh}
+            else:  # a row written before encryption: seal it now
+                loaded = self.load_identity(account_id)
+                if loaded is None:
+                    continue
+                row = _identity_entity(account_id, loaded[0], cipher)
+            try:
+                tables.create_or_replace(TABLE, row, tables.etag(entity))
+            except tables.LOST_ERRORS:
+                continue
+            count += 1
+        return count
 
     def index_link(self, account_id: str, key: str, org_id: str, group_id: str) -> None:
         tables.upsert(TABLE, {"PartitionKey": account_id, "RowKey": _index_row(key, org_id, group_id),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.adapters.cache import CacheStore
+from shared.adapters.cipher import Cipher
 from shared.adapters.groups import GroupStore
 from shared.adapters.integrations import IntegrationStore
 from shared.adapters.repositories import RepositoryStore
@@ -22,7 +23,7 @@ class Store:
     cache: CacheStore
 
 
-def table_store(clock: Callable[[], float] = time.time) -> Store:
-    integrations = IntegrationStore()
+def table_store(cipher: Callable[[], Cipher], clock: Callable[[], float] = time.time) -> Store:
+    integrations = IntegrationStore(cipher)
     return Store(integrations=integrations, groups=GroupStore(integrations, clock), users=UserStore(),
                  repositories=RepositoryStore(), cache=CacheStore(clock))
