@@ -9,7 +9,6 @@ List calls follow ADO's paging themselves; callers never see pages. Does network
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,7 +33,6 @@ MAX_PAGES = 1000  # a guard against a server that never stops paging
 
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
-DOMAIN_NAME = re.compile(r"^https://.+/$")
 
 
 class Api:
@@ -45,6 +43,8 @@ class Api:
     # https://learn.microsoft.com/rest/api/azure/devops/wit/work-items/create?view=azure-devops-rest-7.1
     # The `$` before the type is literal.
     CREATE_WORK_ITEM = "{project}/_apis/wit/workitems/${type}"
+    # The organization (collection) this URL serves: `instanceId` is its account id.
+    CONNECTION_DATA = "_apis/connectionData"
     # https://learn.microsoft.com/rest/api/azure/devops/wit/wiql/query-by-wiql?view=azure-devops-rest-7.1
     WIQL = "_apis/wit/wiql"
     PROJECT_WIQL = "{project}/_apis/wit/wiql"
@@ -218,6 +218,12 @@ class AdoClient:
 
     # -- work items -------------------------------------------------------------------------
 
+    def organization_id(self) -> str:
+        """The id of the organization (collection) behind `base_url`, as Azure DevOps reports it."""
+        answer = self.request("GET", Api.CONNECTION_DATA, api_version=None)
+        value = answer.get("instanceId") if isinstance(answer, dict) else None
+        return str(value) if value else ""
+
     def get_work_item(self, work_item_id: int | str) -> dict[str, Any]:
         return dict(self.request("GET", path(Api.WORK_ITEM, id=work_item_id)))
 
@@ -376,17 +382,3 @@ def lookup_base_url(
     if not isinstance(location, str) or not location.startswith("https://"):
         raise AdoNotFound(f"Azure DevOps account lookup for {account_id} returned no usable locationUrl")
     return location if location.endswith("/") else location + "/"
-
-
-def checked_domain_name(domain_name: str | None, account_id: str, lookup: Callable[[str], str]) -> tuple[str, bool]:
-    """The instance URL to use, and whether it changed (so the caller saves it).
-
-    A stored value like `https://dev.azure.com/org/` is kept; anything else (e.g. a bare
-    `org.visualstudio.com`) is replaced by `lookup(account_id)`. Pure apart from `lookup`.
-    """
-    if domain_name and DOMAIN_NAME.match(domain_name):
-        return domain_name, False
-    found = lookup(account_id)
-    if not found:
-        raise AdoNotFound(f"Azure DevOps account lookup for {account_id} returned no URL")
-    return found, True

@@ -1,7 +1,8 @@
-"""The one factory of Azure DevOps clients: an integration's stored identity and organization URL.
+"""The one factory of Azure DevOps clients: an integration's identity and its verified organization URL.
 
-A stored organization URL that is not a usable `https://.../` URL (older installs kept bare host
-names) is repaired by the account lookup and saved before the client is built.
+No credential is ever sent to a host that is not Azure DevOps Services or listed in
+`ADO_SERVER_HOSTS` (`shared.core.hosts`). A stored organization URL that is not usable (older installs
+kept bare host names) is replaced by the account lookup's answer, checked the same way, and saved.
 """
 
 from __future__ import annotations
@@ -12,11 +13,24 @@ from dataclasses import replace
 import requests
 
 from shared.adapters.ado_auth import IdentityRepo, auth_for
-from shared.adapters.ado_client import AdoClient, checked_domain_name, lookup_base_url
+from shared.adapters.ado_client import AdoClient, lookup_base_url
 from shared.adapters.integrations import IntegrationStore
+from shared.config import settings
+from shared.core.errors import AdoError, InvalidInput
+from shared.core.hosts import organization_url, parse_server_hosts
 from shared.core.models import Integration
 
 log = logging.getLogger(__name__)
+
+
+def allowed_url(value: str | None) -> str | None:
+    """The canonical organization URL, or None when `value` is not one the bundle may send credentials to."""
+    if not value:
+        return None
+    try:
+        return organization_url(value, server_hosts=parse_server_hosts(settings().ado_server_hosts))
+    except InvalidInput:
+        return None
 
 
 class AdoConnector:
@@ -32,11 +46,12 @@ class AdoConnector:
     def connect(self, integration: Integration, identities: IdentityRepo) -> AdoClient:
         """A client using the identity kept by `identities` (install holds a new one in memory)."""
         auth = auth_for(integration.account_id, identities, session=self._session)
-        domain, changed = checked_domain_name(
-            integration.domain_name, integration.account_id,
-            lambda aid: lookup_base_url(aid, session=self._session, auth=auth),
-        )
-        if changed:
+        domain = allowed_url(integration.domain_name)
+        if domain is None:
+            domain = allowed_url(lookup_base_url(integration.account_id, session=self._session, auth=auth))
+            if domain is None:
+                raise AdoError("The account lookup answered with an organization URL the bundle does not trust")
+
             def repaired(current: Integration) -> Integration | None:
                 return replace(current, domain_name=domain) if current.domain_name != domain else None
 

@@ -8,13 +8,12 @@ Create body: https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptio
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.core.errors import ConfigError
+from shared.core.hosts import webhook_url_problem
 
 HEALTHY = "enabled"
 MISSING = "missing"
@@ -23,7 +22,6 @@ REPLACEABLE = frozenset({"onProbation", "disabledBySystem", "disabledByInactiveI
 STRAY_MIN_AGE = 300.0  # seconds
 BASIC_AUTH_USER = "ado-sync"
 EVENT_UPDATED = "workitem.updated"
-LOOPBACK_NAMES = ("localhost",)
 
 
 def checked_webhook_url(url: str | None) -> str:
@@ -33,22 +31,10 @@ def checked_webhook_url(url: str | None) -> str:
             "WEBHOOK_URL is not set: the service hook needs the public URL of this app's webhook route "
             "(https://<app>/api/vsts/issue-updated). Set WEBHOOK_URL and retry."
         )
-    parts = urlsplit(url)
-    if not parts.hostname or parts.scheme not in ("http", "https"):
-        raise ConfigError("WEBHOOK_URL must be an absolute https URL of this app's webhook route.")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ConfigError("WEBHOOK_URL must use https (plain http is accepted on loopback only): "
-                          "the service hook would send its secret in clear.")
+    problem = webhook_url_problem(url)
+    if problem:
+        raise ConfigError(f"WEBHOOK_URL is not usable: {problem}.")
     return url
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def hook_body(url: str, secret: str, event_type: str = EVENT_UPDATED) -> dict[str, Any]:

@@ -20,9 +20,20 @@ from typing import Any
 
 from shared.adapters.ado_client import AdoClient
 from shared.compose import Services
+from shared.config import settings
 from shared.core import hooks
 from shared.core import validate as v
-from shared.core.errors import AdoAuthError, AdoBadRequest, AdoError, IdentityInvalid, NotFound, Unprocessable
+from shared.core.errors import (
+    AdoAuthError,
+    AdoBadRequest,
+    AdoError,
+    AdoUnavailable,
+    IdentityInvalid,
+    NotFound,
+    TransientError,
+    Unprocessable,
+)
+from shared.core.hosts import organization_url, parse_server_hosts
 from shared.core.keys import check_id
 from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
@@ -46,6 +57,8 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     account_name = v.required_text(body, "account_name", max_len=256)
     org_id = check_id(v.required_text(body, "organization_id", max_len=256), "organization_id")
     domain_name = v.text(body, "domain_name", required=False, max_len=2048)
+    if domain_name is not None:
+        domain_name = organization_url(domain_name, server_hosts=parse_server_hosts(settings().ado_server_hosts))
     identity = parse_identity(v.mapping(body, "identity", required=True) or {})
     raw_config = v.mapping(body, "config")
     config = parse_config(raw_config) if raw_config is not None else None
@@ -58,6 +71,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
                         domain_name=domain_name or (old.domain_name if old else ""))
     try:
         client = svc.ado.connect(draft, pending)
+        _verify_organization(client, account_id)
         hook = _ensure_hook(client, old, url)
     except IdentityInvalid as error:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
@@ -173,6 +187,26 @@ def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
     except (AdoAuthError, AdoBadRequest) as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
     return _Hook(created.id, created.status, created.secret_hash, False)
+
+
+def _verify_organization(client: AdoClient, account_id: str) -> None:
+    """Refuse an organization URL that serves another organization than `account_id`.
+
+    Network failures answer one generic error: what a host did must not be readable from the answer.
+    """
+    try:
+        found = client.organization_id()
+    except AdoAuthError as error:
+        raise Unprocessable(f"identity: Azure DevOps refused the credential ({error.message})",
+                            field="identity") from None
+    except AdoUnavailable:
+        raise TransientError("Azure DevOps could not be reached for this organization; retry later") from None
+    except AdoError:
+        raise Unprocessable("domain_name: no Azure DevOps organization answered at this URL",
+                            field="domain_name") from None
+    if found.lower() != account_id.lower():
+        raise Unprocessable(f"domain_name: the organization at this URL is not account {account_id}",
+                            field="domain_name")
 
 
 def _save_integration(svc: Services, new: Integration) -> Integration:

@@ -15,7 +15,7 @@ import responses
 from responses import matchers
 
 from shared.adapters.ado_auth import PatAuth
-from shared.adapters.ado_client import AdoClient, checked_domain_name, lookup_base_url
+from shared.adapters.ado_client import AdoClient, lookup_base_url
 from shared.config import Settings
 from shared.core.errors import (
     AdoAuthError,
@@ -527,30 +527,3 @@ def test_lookup_base_url_never_returns_nothing(wire: Any, status: int, body: dic
     wire.get(LOOKUP, status=status, json=body)
     with pytest.raises(error):
         lookup_base_url("acct-1", settings=make_settings())
-
-
-def test_checked_domain_name_keeps_a_good_url() -> None:
-    def lookup(account_id: str) -> str:
-        raise AssertionError("no lookup expected")
-
-    assert checked_domain_name("https://dev.azure.com/fabrikam/", "acct", lookup) == (
-        "https://dev.azure.com/fabrikam/",
-        False,
-    )
-
-
-@pytest.mark.parametrize("stored", ["MyVSTSAccount.visualstudio.com", None, "", "https://dev.azure.com/fabrikam"])
-def test_checked_domain_name_repairs_a_bad_url(stored: str | None) -> None:
-    asked: list[str] = []
-
-    def lookup(account_id: str) -> str:
-        asked.append(account_id)
-        return "https://MyVSTSAccount.visualstudio.com/"
-
-    assert checked_domain_name(stored, "acct-9", lookup) == ("https://MyVSTSAccount.visualstudio.com/", True)
-    assert asked == ["acct-9"]
-
-
-def test_checked_domain_name_fails_when_lookup_finds_nothing() -> None:
-    with pytest.raises(AdoNotFound):
-        checked_domain_name("bad", "acct", lambda _: "")
