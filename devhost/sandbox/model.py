@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-types/list
@@ -159,6 +159,7 @@ class Org:
     work_items: dict[int, WorkItem] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     pats: set[str] = field(default_factory=set)
+    pat_only: bool = False
     required_fields: dict[str, list[str]] = field(default_factory=dict)
     states: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
     git_unauthorized: bool = False
@@ -176,3 +177,16 @@ class Org:
         if found:
             return found
         return next((p for p in self.projects.values() if p.name.lower() == ref.lower()), None)
+
+
+def later_than(previous: str) -> str:
+    """`now_iso()`, or 1 ms after `previous` when the clock has not moved past it (dates only increase)."""
+    now = now_iso()
+    if not previous or now > previous:
+        return now
+    try:
+        moment = datetime.strptime(previous, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return now
+    moment += timedelta(milliseconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

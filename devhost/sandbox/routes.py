@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from devhost.sandbox import hooks, render
+from devhost.sandbox import hooks, queries, render
 from devhost.sandbox.errors import ApiError
 from devhost.sandbox.model import CATEGORIES, WORK_ITEM_TYPES, Org
 from devhost.sandbox.state import State
@@ -348,7 +348,7 @@ def _search(state: State, org: Org, project: str | None, api: list[str], req: Re
     if [s.lower() for s in api] != ["workitemsearchresults"]:
         raise _not_found()
     _method(req, "POST")
-    return ok(state.search(org, project, req.json()))
+    return ok(queries.search(state, org, project, req.json()))
 
 
 def _graph(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
