@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,19 @@ def subscribe(ado: Ado, url: str, **inputs: str) -> dict[str, Any]:
     resp = ado.post("_apis/hooks/subscriptions", body)
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+def running_ado(**options: object) -> Iterator[Ado]:
+    """Body of an `ado` fixture: a started sandbox with the `fabrikam` org, stopped afterwards."""
+    kwargs = {"delivery_timeout": 1.0, "probation_failures": 3, "graph_page_size": 2, **options}
+    with SandboxAdo(**kwargs) as sandbox:  # type: ignore[arg-type]
+        client = Ado(sandbox)
+        yield client
+        client.session.close()
+
+
+def running_receiver() -> Iterator[Receiver]:
+    """Body of a `receiver` fixture."""
+    rec = Receiver()
+    yield rec
+    rec.close()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,22 @@ from tests.devhost.sandbox_client import (
     Ado,
     Receiver,
     basic,
+    running_ado,
+    running_receiver,
     subscribe,
     title_op,
 )
+
+
+@pytest.fixture
+def ado() -> Iterator[Ado]:
+    yield from running_ado()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from running_receiver()
+
 
 # -- authentication and api-version ------------------------------------------------------------
 

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-from tests.devhost.sandbox_client import ORG, Ado, Receiver, subscribe
+import pytest
+
+from tests.devhost.sandbox_client import ORG, Ado, Receiver, running_ado, running_receiver, subscribe
+
+
+@pytest.fixture
+def ado() -> Iterator[Ado]:
+    yield from running_ado()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from running_receiver()
+
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
