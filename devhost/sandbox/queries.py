@@ -1,4 +1,4 @@
-"""Read-side queries of the sandbox: work item search (almsearch) and, later, WIQL.
+"""Read-side queries of the sandbox: work item search (almsearch) and WIQL (see `wiql.py`).
 
 No I/O: functions over `State`, called with its lock held where they read work items.
 https://learn.microsoft.com/rest/api/azure/devops/search/work-item-search-results/fetch-work-item-search-results
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from devhost.sandbox import render
+from devhost.sandbox import render, wiql
 from devhost.sandbox.errors import ApiError
-from devhost.sandbox.model import Org, WorkItem
+from devhost.sandbox.model import Org, WorkItem, now_iso
 from devhost.sandbox.state import EMAIL_IN_BRACKETS, State
 
 _SEARCH_KEYS = (
@@ -71,3 +71,36 @@ def _filter_ok(item: WorkItem, key: str, wanted: Any) -> bool:
         email = EMAIL_IN_BRACKETS.search(actual)
         return actual in options or (email is not None and email.group(1) in options)
     return actual in options
+
+
+def run_wiql(
+    state: State, org: Org, project: str | None, body: Any, *, top: int | None, time_precision: bool
+) -> dict[str, Any]:
+    """`POST {org}[/{project}]/_apis/wit/wiql`: ids (and urls) of the matching work items, never fields."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
+        raise ApiError(400, "The query text is required.", "ArgumentNullException")
+    with state.lock:
+        proj = state.project(org, project) if project else None
+        query = wiql.parse(body["query"], project=proj.name if proj else None, time_precision=time_precision)
+        found = wiql.run(query, list(org.work_items.values()))
+        limit = state.wiql_max_results
+        if top is not None:
+            found = found[:top]
+        elif len(found) > limit:
+            raise ApiError(
+                400,
+                f"VS402337: The number of work items returned exceeds the size limit of {limit}. "
+                "Change the query to return fewer items.",
+                "WorkItemTrackingQueryResultSizeLimitExceededException",
+            )
+        base = state.instance(org)
+        return {
+            "queryType": "flat",
+            "queryResultType": "workItem",
+            "asOf": now_iso(),
+            "columns": [wiql.column(base, name) for name in query.columns],
+            "sortColumns": [
+                {"field": wiql.column(base, name), "descending": descending} for name, descending in query.order
+            ],
+            "workItems": [{"id": i.id, "url": f"{base}_apis/wit/workItems/{i.id}"} for i in found],
+        }

@@ -20,15 +20,18 @@ def instance_url(base_url: str, org: Org) -> str:
     return f"{base_url}{quote(org.name)}/"
 
 
-def work_item(base_url: str, org: Org, item: WorkItem) -> dict[str, Any]:
-    """`GET _apis/wit/workitems/{id}`; identity fields stay `Name <email>` strings."""
+def work_item(base_url: str, org: Org, item: WorkItem, *, fields: list[str] | None = None) -> dict[str, Any]:
+    """`GET _apis/wit/workitems/{id}`; identity fields stay `Name <email>` strings.
+
+    With `fields`, only those (that have a value) and no relations, as ADO answers `fields=`.
+    """
     inst = instance_url(base_url, org)
     project = org.projects[item.project_id]
     url = f"{inst}{project.id}/_apis/wit/workItems/{item.id}"
     body: dict[str, Any] = {
         "id": item.id,
         "rev": item.rev,
-        "fields": dict(item.fields),
+        "fields": _pick(item, fields),
         "url": url,
         "_links": {
             "self": {"href": url},
@@ -37,11 +40,19 @@ def work_item(base_url: str, org: Org, item: WorkItem) -> dict[str, Any]:
             "html": {"href": f"{inst}{quote(project.name)}/_workitems/edit/{item.id}"},
         },
     }
-    if item.relations:
+    if item.relations and fields is None:
         body["relations"] = copy.deepcopy(item.relations)
     if item.multiline:
         body["multilineFieldsFormat"] = dict(item.multiline)
     return body
+
+
+def _pick(item: WorkItem, fields: list[str] | None) -> dict[str, Any]:
+    if fields is None:
+        return dict(item.fields)
+    values = {**item.fields, "System.Id": item.id, "System.Rev": item.rev}
+    lowered = {k.lower(): k for k in values}
+    return {lowered[f.lower()]: values[lowered[f.lower()]] for f in fields if f.lower() in lowered}
 
 
 def project(base_url: str, org: Org, proj: Project) -> dict[str, Any]:

@@ -221,6 +221,11 @@ class SandboxAdo:
     def set_required_fields(self, org: str, project: str, fields: list[str]) -> None:
         self.state.set_required_fields(org, project, fields)
 
+    def set_wiql_max_results(self, limit: int) -> None:
+        """WIQL's result cap (ADO: 20,000, then VS402337), lowered to test windowed reconciliation."""
+        with self.state.lock:
+            self.state.wiql_max_results = limit
+
     def set_states(self, org: str, project: str, work_item_type: str, states: list[dict[str, str]]) -> None:
         """Replace a type's states (`[{"name", "color", "category"}]`), e.g. to add a custom state."""
         self.state.set_states(org, project, work_item_type, states)

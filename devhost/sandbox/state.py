@@ -79,6 +79,7 @@ class State(Credentials, WorkItems):
         self.access_token_lifetime = 3600.0
         self.probation_failures = probation_failures
         self.graph_page_size = 2
+        self.wiql_max_results = 20000
         self.publish: Callable[[Job], None] = lambda job: None
 
     # -- organizations and people -------------------------------------------------------------
