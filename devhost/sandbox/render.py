@@ -183,3 +183,45 @@ def event(
         },
         "createdDate": now_iso(),
     }
+
+
+def connection_data(base_url: str, org: Org, user: User) -> dict[str, Any]:
+    """`GET {org}/_apis/connectionData`: `instanceId` is the collection id (events' `collection.id`).
+
+    https://learn.microsoft.com/previous-versions/dn343179(v=vs.120) (ConnectionData.InstanceId)
+    """
+    inst = instance_url(base_url, org)
+    identity = {
+        "id": user.id,
+        "descriptor": f"Microsoft.IdentityModel.Claims.ClaimsIdentity;sandbox\\{user.email}",
+        "subjectDescriptor": user.descriptor,
+        "providerDisplayName": user.display_name,
+        "isActive": True,
+        "properties": {"Account": {"$type": "System.String", "$value": user.email}},
+        "resourceVersion": 2,
+        "metaTypeId": 0,
+    }
+    path = "/" + inst.split("://", 1)[1].split("/", 1)[1]
+    return {
+        "authenticatedUser": identity,
+        "authorizedUser": identity,
+        "instanceId": org.account_id,
+        "deploymentId": org.host_account_id,
+        "deploymentType": "hosted",
+        "locationServiceData": {
+            "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
+            "defaultAccessMappingMoniker": "PublicAccessMapping",
+            "lastChangeId": 1,
+            "lastChangeId64": 1,
+            "accessMappings": [
+                {
+                    "displayName": "Public Access Mapping",
+                    "moniker": "PublicAccessMapping",
+                    "accessPoint": inst,
+                    "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
+                    "virtualDirectory": "",
+                }
+            ],
+        },
+        "webApplicationRelativeDirectory": path,
+    }

@@ -64,7 +64,8 @@ def _route(state: State, req: Request) -> Response:
     api = segs[index + 2 :]
     if not state.authenticate(org, req.header("Authorization")):
         return _unauthorized(req)
-    _require_version(req)
+    if [p.lower() for p in api] != ["connectiondata"]:  # the location service answers without a version
+        _require_version(req)
     handler = _AREAS.get(api[0].lower() if api else "")
     if handler is None:
         raise not_found()
@@ -223,17 +224,12 @@ def _graph(state: State, org: Org, project: str | None, api: list[str], req: Req
 
 
 def _connection_data(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
+    """`GET {org}/_apis/connectionData`: who the credential is, and the collection's `instanceId`."""
     method(req, "GET")
-    me = org.integration
-    identity = {
-        "id": me.id,
-        "descriptor": me.descriptor,
-        "subjectDescriptor": me.descriptor,
-        "providerDisplayName": me.display_name,
-        "isActive": True,
-        "properties": {"Account": {"$type": "System.String", "$value": me.email}},
-    }
-    return ok({"authenticatedUser": identity, "authorizedUser": identity, "instanceId": org.account_id})
+    if api or project is not None:
+        raise not_found()
+    with state.lock:
+        return ok(render.connection_data(state.base_url, org, org.integration))
 
 
 _AREAS: dict[str, Callable[[State, Org, str | None, list[str], Request], Response]] = {
