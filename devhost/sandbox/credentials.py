@@ -10,7 +10,7 @@ import base64
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devhost.sandbox.errors import ApiError
 from devhost.sandbox.model import Org, Token
@@ -34,8 +34,10 @@ class Credentials:
     rotate_refresh_tokens: bool
     access_token_lifetime: float
 
-    def org(self, name: str) -> Org:  # implemented by State
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by State and its other mixins
+
+        def org(self, name: str) -> Org:  # implemented by State
+            raise NotImplementedError
 
     def add_pat(self, org_name: str, pat: str | None) -> str:
         with self.lock:

@@ -124,6 +124,31 @@ class Repository:
 
 
 @dataclass
+class CommentVersion:
+    version: int
+    text: str
+    modified_by: User
+    modified_date: str
+    is_deleted: bool = False
+
+
+@dataclass
+class Comment:
+    """A work item comment (Comments API v3/v4); `versions` keeps every edit, the last one is current."""
+
+    id: int
+    work_item_id: int
+    created_by: User
+    created_date: str
+    format: str
+    versions: list[CommentVersion]
+
+    @property
+    def current(self) -> CommentVersion:
+        return self.versions[-1]
+
+
+@dataclass
 class WorkItem:
     id: int
     project_id: str
@@ -131,6 +156,7 @@ class WorkItem:
     fields: dict[str, Any]
     relations: list[dict[str, Any]] = field(default_factory=list)
     multiline: dict[str, str] = field(default_factory=dict)
+    comments: list[Comment] = field(default_factory=list)
 
 
 @dataclass
@@ -164,6 +190,7 @@ class Org:
     states: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
     git_unauthorized: bool = False
     next_id: int = 1
+    next_comment_id: int = 1000
     watermark: int = 0
 
     @property

@@ -134,14 +134,27 @@ def updated_resource(
     }
 
 
-def messages(event_type: str, item: WorkItem, actor: User) -> tuple[dict[str, str], dict[str, str]]:
-    verb = event_type.split(".", 1)[1]
+def messages(
+    base_url: str, org: Org, event_type: str, item: WorkItem, actor: User, comment: str | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """`message` and `detailedMessage` as the service-hook events reference shows them."""
+    verb = "commented on" if event_type == "workitem.commented" else event_type.split(".", 1)[1]
     kind = item.fields.get("System.WorkItemType", "Work item")
     title = item.fields.get("System.Title", "")
-    text = f"{kind} #{item.id} ({title}) {verb} by {actor.display_name}"
-    short = {"text": text, "html": text, "markdown": text}
-    detail = f"{text}\r\n\r\n- State: {item.fields.get('System.State', '')}\r\n"
-    return short, {"text": detail, "html": detail, "markdown": detail}
+    link = f"{instance_url(base_url, org)}web/wi.aspx?pcguid={org.account_id}&id={item.id}"
+    tail = f"({title}) {verb} by {actor.display_name}."
+    short = {
+        "text": f"{kind} #{item.id} {tail}\r\n({link})",
+        "html": f'<a href="{link.replace("&", "&amp;")}">{kind} #{item.id}</a> {tail}',
+        "markdown": f"[{kind} #{item.id}]({link}) {tail}",
+    }
+    extra = comment if comment is not None else f"State: {item.fields.get('System.State', '')}"
+    detail = {
+        "text": f"{short['text']}\r\n{extra}",
+        "html": f"{short['html']}<br/>{extra}",
+        "markdown": f"{short['markdown']}\r\n{extra}",
+    }
+    return short, detail
 
 
 def event(
@@ -154,11 +167,12 @@ def event(
     item: WorkItem,
     resource: dict[str, Any],
     actor: User,
+    comment: str | None = None,
 ) -> dict[str, Any]:
     """One notification of an event to one subscription, honouring its *ToSend inputs."""
     inst = instance_url(base_url, org)
     inputs = sub.data.get("consumerInputs") or {}
-    short, detail = messages(event_type, item, actor)
+    short, detail = messages(base_url, org, event_type, item, actor, comment)
     details_to_send = str(inputs.get("resourceDetailsToSend") or "all").lower()
     if details_to_send == "none":
         sent_resource: dict[str, Any] | None = None
@@ -172,8 +186,8 @@ def event(
         "id": event_id,
         "eventType": event_type,
         "publisherId": "tfs",
-        "message": None if str(inputs.get("messagesToSend")).lower() == "none" else short,
-        "detailedMessage": None if str(inputs.get("detailedMessagesToSend")).lower() == "none" else detail,
+        "message": None if str(inputs.get("messagesToSend") or "").lower() == "none" else short,
+        "detailedMessage": None if str(inputs.get("detailedMessagesToSend") or "").lower() == "none" else detail,
         "resource": sent_resource,
         "resourceVersion": "1.0",
         "resourceContainers": {

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.sandbox import hooks, render
+from devhost.sandbox import comments, hooks, render
+from devhost.sandbox.comments import Comments
 from devhost.sandbox.credentials import Credentials
 from devhost.sandbox.errors import ApiError
 from devhost.sandbox.model import (
     DEFAULT_STATES,
     WORK_ITEM_TYPES,
+    Comment,
     Org,
     Project,
     Repository,
@@ -64,7 +66,7 @@ def parse_headers(text: str) -> dict[str, str]:
     return headers
 
 
-class State(Credentials, WorkItems):
+class State(Credentials, WorkItems, Comments):
     """Everything the sandbox knows, guarded by `lock`."""
 
     def __init__(self, *, probation_failures: int = 3) -> None:
@@ -229,16 +231,28 @@ class State(Credentials, WorkItems):
                 "WorkItemFieldInvalidTreeNameException",
             )
 
-    def emit(self, org: Org, event_type: str, item: WorkItem, changes: dict[str, Any] | None, actor: User) -> None:
-        subs = [s for s in org.subscriptions.values() if hooks.wants(s, event_type, item, changes)]
+    def emit(
+        self,
+        org: Org,
+        event_type: str,
+        item: WorkItem,
+        changes: dict[str, Any] | None,
+        actor: User,
+        *,
+        comment: Comment | None = None,
+    ) -> None:
+        """Queue one notification per matching subscription (`comment`: the one a `commented` event is about)."""
+        text = comment.current.text if comment else None
+        subs = [s for s in org.subscriptions.values() if hooks.wants(s, event_type, item, changes, comment=text)]
         if not subs:
             return
         if event_type == "workitem.updated":
             resource = render.updated_resource(self.base_url, org, item, changes or {}, actor)
         else:
             resource = render.work_item(self.base_url, org, item)
-            if event_type == "workitem.commented" and changes:
-                resource["fields"]["System.History"] = changes["System.History"]["newValue"]
+            if comment is not None:
+                resource["fields"]["System.History"] = comment.current.text
+                resource["commentVersionRef"] = comments.version_ref(self.instance(org), item.project_id, comment)
         event_id = str(uuid.uuid4())
         for sub in subs:
             sub.notifications += 1
@@ -251,6 +265,7 @@ class State(Credentials, WorkItems):
                 item=item,
                 resource=resource,
                 actor=actor,
+                comment=text,
             )
             inputs = sub.data.get("consumerInputs") or {}
             self.publish(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devhost.sandbox import queries, render
+from devhost.sandbox import comment_routes, queries, render
 from devhost.sandbox.api import Request, Response, int_param, method, not_found, ok, require_patch_document
 from devhost.sandbox.errors import ApiError
 from devhost.sandbox.model import CATEGORIES, WORK_ITEM_TYPES, Org
@@ -25,6 +25,8 @@ def wit(state: State, org: Org, project: str | None, api: list[str], req: Reques
         item = state.create_work_item(org.name, project, api[1][1:], require_patch_document(req))
         with state.lock:
             return ok(render.work_item(state.base_url, org, item))
+    if sub[:1] == ["workitems"] and len(sub) >= 3 and sub[2] == "comments":
+        return comment_routes.route(state, org, project, api[1], api[3:], req)
     if sub[:1] == ["workitems"] and len(sub) == 2:
         return _one_work_item(state, org, project, api[1], req)
     if sub == ["workitems"]:

@@ -8,10 +8,10 @@ https://learn.microsoft.com/rest/api/azure/devops/wit/work-items/update
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devhost.sandbox.errors import ApiError
-from devhost.sandbox.model import REASONS, Org, Project, User, WorkItem, later_than, now_iso
+from devhost.sandbox.model import REASONS, Comment, Org, Project, User, WorkItem, later_than, now_iso
 
 _PATCH_ERROR = "Microsoft.VisualStudio.Services.WebApi.Patch.{0}, Microsoft.VisualStudio.Services.WebApi"
 
@@ -21,27 +21,40 @@ class WorkItems:
 
     lock: threading.RLock
 
-    # implemented by State (and its other mixins)
-    def org(self, name: str) -> Org:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by State and its other mixins
 
-    def _project(self, org: Org, ref: str) -> Project:
-        raise NotImplementedError
+        def org(self, name: str) -> Org:
+            raise NotImplementedError
 
-    def work_item_type(self, proj: Project, ref: str) -> str:
-        raise NotImplementedError
+        def _project(self, org: Org, ref: str) -> Project:
+            raise NotImplementedError
 
-    def states(self, org: Org, proj: Project, wtype: str) -> list[dict[str, str]]:
-        raise NotImplementedError
+        def work_item_type(self, proj: Project, ref: str) -> str:
+            raise NotImplementedError
 
-    def resolve_identity(self, org: Org, value: Any) -> str:
-        raise NotImplementedError
+        def states(self, org: Org, proj: Project, wtype: str) -> list[dict[str, str]]:
+            raise NotImplementedError
 
-    def validate(self, org: Org, proj: Project, fields: dict[str, Any], *, item_id: int) -> None:
-        raise NotImplementedError
+        def resolve_identity(self, org: Org, value: Any) -> str:
+            raise NotImplementedError
 
-    def emit(self, org: Org, event_type: str, item: WorkItem, changes: dict[str, Any] | None, actor: User) -> None:
-        raise NotImplementedError
+        def validate(self, org: Org, proj: Project, fields: dict[str, Any], *, item_id: int) -> None:
+            raise NotImplementedError
+
+        def emit(
+            self,
+            org: Org,
+            event_type: str,
+            item: WorkItem,
+            changes: dict[str, Any] | None,
+            actor: User,
+            *,
+            comment: Comment | None = None,
+        ) -> None:
+            raise NotImplementedError
+
+        def record_comment(self, org: Org, item: WorkItem, text: str, actor: User, fmt: str = "html") -> Comment:
+            raise NotImplementedError
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -90,9 +103,12 @@ class WorkItems:
             org.next_id += 1
             org.watermark += 1
             org.work_items[item.id] = item
+            if history:
+                item.fields["System.History"] = history[-1]
+                comment = self.record_comment(org, item, history[-1], actor)
             self.emit(org, "workitem.created", item, None, actor)
             if history:
-                self.emit(org, "workitem.commented", item, {"System.History": {"newValue": history[-1]}}, actor)
+                self.emit(org, "workitem.commented", item, None, actor, comment=comment)
             return item
 
     def update_work_item(self, org_name: str, work_item_id: int, ops: Any, actor: User | None = None) -> WorkItem:
@@ -115,9 +131,10 @@ class WorkItems:
             changes = self.revise(org, item, fields, actor, history=history[-1] if history else None)
             item.relations.extend(relations)
             item.multiline.update(multiline)
+            comment = self.record_comment(org, item, history[-1], actor) if history else None
             self.emit(org, "workitem.updated", item, changes, actor)
-            if history:
-                self.emit(org, "workitem.commented", item, {"System.History": {"newValue": history[-1]}}, actor)
+            if comment is not None:
+                self.emit(org, "workitem.commented", item, None, actor, comment=comment)
             return item
 
     def revise(
@@ -130,12 +147,14 @@ class WorkItems:
         fields["System.ChangedDate"] = now
         fields["System.ChangedBy"] = actor.unique
         org.watermark += 1
-        changes = changes_between(item.fields, fields)
+        fields.pop("System.History", None)  # History is the comment of one revision, never carried over
+        changes = changes_between({k: v for k, v in item.fields.items() if k != "System.History"}, fields)
         changes["System.Rev"] = {"oldValue": item.rev, "newValue": item.rev + 1}
         changes["System.AuthorizedDate"] = {"oldValue": item.fields.get("System.ChangedDate"), "newValue": now}
         changes["System.RevisedDate"] = {"oldValue": now, "newValue": "9999-01-01T00:00:00Z"}
         changes["System.Watermark"] = {"oldValue": org.watermark - 1, "newValue": org.watermark}
         if history:
+            fields["System.History"] = history
             changes["System.History"] = {"newValue": history}
         item.fields = fields
         item.rev += 1
