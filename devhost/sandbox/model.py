@@ -6,6 +6,7 @@ Pure: no network or storage access. The `State` class in `state.py` owns and mut
 from __future__ import annotations
 
 import base64
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -108,11 +109,28 @@ class User:
         }
 
 
+_node_ids = itertools.count(100)
+
+
+@dataclass
+class Node:
+    """A classification node (area or iteration); the root's name is the project's."""
+
+    name: str
+    structure: str  # "area" | "iteration"
+    identifier: str
+    id: int = field(default_factory=lambda: next(_node_ids))
+    children: list[Node] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Project:
     id: str
     name: str
     revision: int = 1
+    areas: Node = field(default_factory=lambda: Node("", "area", ""))
+    iterations: Node = field(default_factory=lambda: Node("", "iteration", ""))
 
 
 @dataclass
@@ -187,6 +205,7 @@ class Org:
     pats: set[str] = field(default_factory=set)
     pat_only: bool = False
     required_fields: dict[str, list[str]] = field(default_factory=dict)
+    allowed_values: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # project id -> field -> values
     states: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
     git_unauthorized: bool = False
     next_id: int = 1

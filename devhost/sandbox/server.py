@@ -216,6 +216,21 @@ class SandboxAdo:
     def set_required_fields(self, org: str, project: str, fields: list[str]) -> None:
         self.state.set_required_fields(org, project, fields)
 
+    def set_allowed_values(self, org: str, project: str, field: str, values: list[Any]) -> None:
+        """A picklist for `field` in `project` (every type): other values fail with TF401320."""
+        self.state.set_allowed_values(org, project, field, values)
+
+    def add_area(self, org: str, project: str, path: str) -> None:
+        """Add an area node, `Parent\\Child` relative to the project (projects start with Team A, Team B)."""
+        self.state.add_node(org, project, "area", path, None)
+
+    def add_iteration(
+        self, org: str, project: str, path: str, start: str | None = None, finish: str | None = None
+    ) -> None:
+        """Add an iteration node (projects start with Sprint 7 and Sprint 8), with optional ISO dates."""
+        dates = {"startDate": start, "finishDate": finish} if start and finish else None
+        self.state.add_node(org, project, "iteration", path, dates)
+
     def set_wiql_max_results(self, limit: int) -> None:
         """WIQL's result cap (ADO: 20,000, then VS402337), lowered to test windowed reconciliation."""
         with self.state.lock:

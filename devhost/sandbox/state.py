@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.sandbox import comments, hooks, render
+from devhost.sandbox import comments, hooks, process, render
 from devhost.sandbox.comments import Comments
 from devhost.sandbox.credentials import Credentials
 from devhost.sandbox.errors import ApiError
@@ -30,7 +30,6 @@ from devhost.sandbox.model import (
     Token,
     User,
     WorkItem,
-    field_display_name,
 )
 from devhost.sandbox.workitems import WorkItems
 
@@ -110,7 +109,9 @@ class State(Credentials, WorkItems, Comments):
             if org.project(name):
                 raise ValueError(f"project {name!r} already exists")
             pid = (project_id or str(uuid.uuid4())).lower()
-            org.projects[pid] = Project(id=pid, name=name)
+            proj = Project(id=pid, name=name)
+            process.seed_trees(proj)
+            org.projects[pid] = proj
             return pid
 
     def add_user(self, org_name: str, display_name: str, email: str) -> User:
@@ -201,35 +202,25 @@ class State(Credentials, WorkItems, Comments):
             org = self.org(org_name)
             org.required_fields[self._project(org, project).id] = list(fields)
 
+    def set_allowed_values(self, org_name: str, project: str, field_name: str, values: list[Any]) -> None:
+        with self.lock:
+            org = self.org(org_name)
+            org.allowed_values.setdefault(self._project(org, project).id, {})[field_name] = list(values)
+
+    def add_node(self, org_name: str, project: str, kind: str, path: str, attributes: dict[str, Any] | None) -> None:
+        with self.lock:
+            proj = self._project(self.org(org_name), project)
+            process.add_node(proj.areas if kind == "area" else proj.iterations, path, attributes)
+
     # -- rules and events ------------------------------------------------------------------------
 
     def validate(self, org: Org, proj: Project, fields: dict[str, Any], *, item_id: int) -> None:
-        required = ["System.Title", *org.required_fields.get(proj.id, [])]
-        for name in required:
-            value = fields.get(name)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise ApiError(
-                    400,
-                    f"TF401320: Rule Error for field {field_display_name(name)}. Error code: Required, "
-                    "HasValues, LimitedToValues, AllowsOldValue, InvalidEmpty.",
-                    "RuleValidationException",
-                )
-        wtype = str(fields["System.WorkItemType"])
-        state = fields.get("System.State")
-        if state not in [s["name"] for s in self.states(org, proj, wtype)]:
-            raise ApiError(
-                400,
-                f"TF401320: Rule Error for field State. Error code: ValidValues, HasValues, LimitedToValues, "
-                f"AllowsOldValue, InvalidUnknown. The value '{state}' is not in the list of supported values.",
-                "RuleValidationException",
-            )
-        area = str(fields.get("System.AreaPath", ""))
-        if area.lower() != proj.name.lower() and not area.lower().startswith(proj.name.lower() + "\\"):
-            raise ApiError(
-                400,
-                f"TF401347: Invalid tree name given for work item {item_id}, field 'System.AreaPath'.",
-                "WorkItemFieldInvalidTreeNameException",
-            )
+        process.validate(self.field_rules(org, proj, str(fields["System.WorkItemType"])), proj, fields, item_id=item_id)
+
+    def field_rules(self, org: Org, proj: Project, wtype: str) -> list[process.FieldRule]:
+        states = [s["name"] for s in self.states(org, proj, wtype)]
+        required = org.required_fields.get(proj.id, [])
+        return process.field_rules(wtype, states, required, org.allowed_values.get(proj.id, {}))
 
     def emit(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devhost.sandbox import comment_routes, queries, render
+from devhost.sandbox import comment_routes, process, queries, render
 from devhost.sandbox.api import Request, Response, int_param, method, not_found, ok, require_patch_document
 from devhost.sandbox.errors import ApiError
 from devhost.sandbox.model import CATEGORIES, WORK_ITEM_TYPES, Org
@@ -52,11 +52,16 @@ def wit(state: State, org: Org, project: str | None, api: list[str], req: Reques
         top = int_param(req.query.get("$top"), 0, "$top") if req.query.get("$top") else None
         precise = req.query.get("timeprecision", "").lower() == "true"
         return ok(queries.run_wiql(state, org, project, req.json(), top=top, time_precision=precise))
+    if sub[:1] == ["classificationnodes"]:
+        method(req, "GET")
+        if project is None:
+            raise not_found()
+        return _nodes(state, org, project, api, req)
     if sub[:1] == ["workitemtypes"] or sub == ["workitemtypecategories"]:
         method(req, "GET")
         if project is None:
             raise ApiError(400, "A project is required.", "ProjectRequired")
-        return _types(state, org, project, api)
+        return _types(state, org, project, api, req)
     raise not_found()
 
 
@@ -104,10 +109,12 @@ def _work_items(
     return ok({"count": len(values), "value": values})
 
 
-def _types(state: State, org: Org, project: str, api: list[str]) -> Response:
+def _types(state: State, org: Org, project: str, api: list[str], req: Request) -> Response:
+    """Types (with states), a type's fields (`$expand=allowedValues|all`), states, and type categories."""
     with state.lock:
         proj = state.project(org, project)
-        base = f"{state.instance(org)}{proj.id}/_apis/wit/workItemTypes/"
+        instance = state.instance(org)
+        base = f"{instance}{proj.id}/_apis/wit/workItemTypes/"
         sub = [s.lower() for s in api]
         if sub == ["workitemtypecategories"]:
             value = [
@@ -121,12 +128,47 @@ def _types(state: State, org: Org, project: str, api: list[str]) -> Response:
             ]
             return ok({"count": len(value), "value": value})
         if sub == ["workitemtypes"]:
-            types = [
-                {"name": n, "referenceName": r, "url": base + r, "states": state.states(org, proj, n)}
-                for n, r in WORK_ITEM_TYPES.items()
-            ]
+            types = [process.render_type(instance, proj, n, state.states(org, proj, n)) for n in WORK_ITEM_TYPES]
             return ok({"count": len(types), "value": types})
+        wtype = state.work_item_type(proj, api[1])
+        if len(sub) == 2:
+            return ok(process.render_type(instance, proj, wtype, state.states(org, proj, wtype)))
         if len(sub) == 3 and sub[2] == "states":
-            states = state.states(org, proj, state.work_item_type(proj, api[1]))
+            states = state.states(org, proj, wtype)
             return ok({"count": len(states), "value": states})
+        if sub[2] == "fields" and len(sub) <= 4:
+            expand = req.query.get("$expand", "").lower()
+            rules = state.field_rules(org, proj, wtype)
+            if len(sub) == 4:
+                rule = next((r for r in rules if r.reference.lower() == sub[3]), None)
+                if rule is None:
+                    missing = "WorkItemTrackingFieldDefinitionNotFoundException"
+                    raise ApiError(404, f"TF51535: Cannot find field {api[3]}.", missing)
+                return ok(process.render_field(instance, rule, expand))
+            value = [process.render_field(instance, r, expand) for r in rules]
+            return ok({"count": len(value), "value": value})
     raise not_found()
+
+
+def _nodes(state: State, org: Org, project: str, api: list[str], req: Request) -> Response:
+    """`classificationnodes[/{Areas|Iterations}[/{path}]]?$depth=N`: trees with `hasChildren`/`children`."""
+    depth = int_param(req.query.get("$depth"), 0, "$depth")
+    with state.lock:
+        proj = state.project(org, project)
+        instance = state.instance(org)
+        roots = {"areas": proj.areas, "iterations": proj.iterations}
+        if len(api) == 1:
+            value = [process.render_node(instance, proj, r, r, depth) for r in roots.values()]
+            return ok({"count": len(value), "value": value})
+        root = roots.get(api[1].lower())
+        if root is None:
+            raise not_found()
+        relative = "\\".join(api[2:])
+        node = process.find(root, "\\".join(p for p in (root.name, relative) if p))
+        if node is None:
+            raise ApiError(
+                404,
+                f"The classification node '{relative}' does not exist under {api[1]}.",
+                "WorkItemTrackingTreeNodeNotFoundException",
+            )
+        return ok(process.render_node(instance, proj, root, node, depth))
