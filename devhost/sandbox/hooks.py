@@ -1,7 +1,8 @@
 """Service-hook subscription rules of the sandbox: validation, query filters, event filters, delivery policy.
 
-Pure: works on the records in `model.py`; `state.py` calls it under its lock. Policy facts come
-from /work/shared/reference/ado-api.md §1-§2.
+Pure: works on the records in `model.py`; `state.py` calls it under its lock. Policy facts come from
+https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions and
+https://learn.microsoft.com/azure/devops/service-hooks/troubleshoot (retries, probation).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """JSON shapes the sandbox answers with: work items, projects, repositories, subscriptions, events.
 
-Pure: builds dicts from the records in `model.py`. Event shapes follow the captured
-resourceVersion 1.0 payloads in /work/shared/fixtures/ado-webhooks/.
+Pure: builds dicts from the records in `model.py`. Event shapes (resourceVersion 1.0) follow the
+service hooks event reference and the payloads of tests/fixtures/ado-webhooks/:
+https://learn.microsoft.com/azure/devops/service-hooks/events
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Routing of the sandbox's REST subset: one parsed request in, one response out.
 
-No socket I/O: `server.py` parses HTTP and writes the `Response`. Endpoint shapes follow
-/work/shared/reference/ado-api.md §1, §4-§8 and sentry-vsts.md §3.
+No socket I/O: `handler.py` parses HTTP and writes the `Response`. Endpoint shapes follow the
+Azure DevOps REST reference: https://learn.microsoft.com/rest/api/azure/devops/
 """
 
 from __future__ import annotations
