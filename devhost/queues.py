@@ -3,8 +3,11 @@
 Each queue function gets a poller thread: it receives up to `batchSize` messages, decodes them
 (`messageEncoding`), runs the function on a shared pool, deletes a message on success and, on
 failure, moves it to `<queue>-poison` once `dequeueCount >= maxDequeueCount` or makes it visible
-again after `visibilityTimeout`. Devhost extension: an exception with a numeric `retry_after`
-attribute delays the retry by max(visibilityTimeout, retry_after) seconds (the real host ignores it).
+again after host.json's `visibilityTimeout` (default 0). As on the real host, nothing the function
+raises changes that delay (an exception's `retry_after` is ignored); only the sender can delay a
+message, through the visibility timeout it sends it with.
+https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#poison-messages
+https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue (host.json settings)
 """
 
 from __future__ import annotations
@@ -62,13 +65,9 @@ def encode_body(value: Any, encoding: str) -> str:
     return base64.b64encode(raw).decode("ascii") if encoding == "base64" else raw.decode("utf-8")
 
 
-def retry_delay(options: QueueOptions, error: BaseException | None) -> int:
-    """Seconds before a failed message is visible again."""
-    delay = options.visibility_timeout
-    hint = getattr(error, "retry_after", None)
-    if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
-        delay = max(delay, float(hint))
-    return min(MAX_VISIBILITY, max(0, round(delay)))
+def retry_delay(options: QueueOptions) -> int:
+    """Seconds before a failed message is visible again: host.json's `visibilityTimeout`, nothing else."""
+    return min(MAX_VISIBILITY, max(0, round(options.visibility_timeout)))
 
 
 def poison_name(queue_name: str) -> str | None:
@@ -196,7 +195,7 @@ class QueuePoller:
             body = decode_body(message.content, self.options.message_encoding)
         except Undecodable:
             log.warning("devhost.queue.undecodable", extra={**extra, "encoding": self.options.message_encoding})
-            self._failed(client, message, None, extra)
+            self._failed(client, message, extra)
             return
         binding = QueueMessage(  # type: ignore[no-untyped-call]
             id=message.id,
@@ -211,16 +210,14 @@ class QueuePoller:
             self.run_function(self.function, binding)
         except Exception as exc:
             log.warning("devhost.queue.function_failed", extra={**extra, "error": repr(exc)}, exc_info=True)
-            self._failed(client, message, exc, extra)
+            self._failed(client, message, extra)
             return
         try:
             client.delete_message(message.id, message.pop_receipt)
         except Exception as exc:
             log.warning("devhost.queue.delete_failed", extra={**extra, "error": repr(exc)})
 
-    def _failed(
-        self, client: QueueClient, message: StoredMessage, error: BaseException | None, extra: dict[str, Any]
-    ) -> None:
+    def _failed(self, client: QueueClient, message: StoredMessage, extra: dict[str, Any]) -> None:
         poison = poison_name(self.queue_name)
         if poison is not None and (message.dequeue_count or 0) >= self.options.max_dequeue_count:
             try:
@@ -231,7 +228,7 @@ class QueuePoller:
                 return
             log.error("devhost.queue.poisoned", extra={**extra, "poison_queue": poison})
             return
-        self._update_visibility(client, message, retry_delay(self.options, error))
+        self._update_visibility(client, message, retry_delay(self.options))
 
     def _update_visibility(self, client: QueueClient, message: StoredMessage, seconds: int) -> None:
         try:

@@ -19,6 +19,7 @@ class ApiError(Exception):
         *,
         headers: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        type_name: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -26,6 +27,7 @@ class ApiError(Exception):
         self.type_key = type_key
         self.headers = headers or {}
         self.body = body
+        self.type_name = type_name or f"Microsoft.VisualStudio.Services.{type_key}, Microsoft.VisualStudio.Services"
 
     def payload(self) -> dict[str, Any]:
         if self.body is not None:
@@ -34,7 +36,7 @@ class ApiError(Exception):
             "$id": "1",
             "innerException": None,
             "message": self.message,
-            "typeName": f"Microsoft.VisualStudio.Services.{self.type_key}, Microsoft.VisualStudio.Services",
+            "typeName": self.type_name,
             "typeKey": self.type_key,
             "errorCode": 0,
             "eventId": 3000,

@@ -1,7 +1,8 @@
 """Service-hook subscription rules of the sandbox: validation, query filters, event filters, delivery policy.
 
-Pure: works on the records in `model.py`; `state.py` calls it under its lock. Policy facts come
-from /work/shared/reference/ado-api.md §1-§2.
+Pure: works on the records in `model.py`; `state.py` calls it under its lock. Policy facts come from
+https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions and
+https://learn.microsoft.com/azure/devops/service-hooks/troubleshoot (retries, probation).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def new_subscription(org: Org, body: Any, *, instance: str, creator: dict[str, A
         value = consumer_inputs.get(key, "")
         if value and (len(value) > 256 or any(c.isspace() for c in value)):
             raise _bad(f"The value for consumer input '{key}' must be 1-256 characters without whitespace.")
+    pattern = publisher_inputs.get("commentPattern", "")
+    if pattern and (len(pattern) > 1024 or any(c in pattern for c in "&<>'\"")):
+        raise _bad("The value for publisher input 'commentPattern' must be 1-1024 characters without & < > ' \".")
     project_id = publisher_inputs.get("projectId", "")
     if project_id and org.project(project_id) is None:
         raise _bad(f"The project '{project_id}' does not exist.")
@@ -123,8 +127,10 @@ def _condition(inputs: dict[str, str], cond: dict[str, Any]) -> bool:
     return not equal if cond.get("operator") == "notEquals" else equal
 
 
-def wants(sub: Subscription, event_type: str, item: WorkItem, changes: dict[str, Any] | None) -> bool:
-    """Whether an active subscription's publisher inputs select this event."""
+def wants(
+    sub: Subscription, event_type: str, item: WorkItem, changes: dict[str, Any] | None, *, comment: str | None = None
+) -> bool:
+    """Whether an active subscription's publisher inputs select this event (`commentPattern`: a substring)."""
     data = sub.data
     if data.get("eventType") != event_type or data.get("status") not in ACTIVE_STATUSES:
         return False
@@ -137,6 +143,9 @@ def wants(sub: Subscription, event_type: str, item: WorkItem, changes: dict[str,
     area = inputs.get("areaPath", "").lower()
     item_area = str(item.fields.get("System.AreaPath", "")).lower()
     if area and item_area != area and not item_area.startswith(area + "\\"):
+        return False
+    pattern = inputs.get("commentPattern", "")
+    if event_type == "workitem.commented" and pattern and pattern.lower() not in (comment or "").lower():
         return False
     changed = [f.strip() for f in inputs.get("changedFields", "").split(",") if f.strip()]
     return not (changed and changes is not None and not any(f in changes for f in changed))

@@ -6,9 +6,10 @@ Pure: no network or storage access. The `State` class in `state.py` owns and mut
 from __future__ import annotations
 
 import base64
+import itertools
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # https://learn.microsoft.com/rest/api/azure/devops/wit/work-item-types/list
@@ -108,11 +109,28 @@ class User:
         }
 
 
+_node_ids = itertools.count(100)
+
+
+@dataclass
+class Node:
+    """A classification node (area or iteration); the root's name is the project's."""
+
+    name: str
+    structure: str  # "area" | "iteration"
+    identifier: str
+    id: int = field(default_factory=lambda: next(_node_ids))
+    children: list[Node] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Project:
     id: str
     name: str
     revision: int = 1
+    areas: Node = field(default_factory=lambda: Node("", "area", ""))
+    iterations: Node = field(default_factory=lambda: Node("", "iteration", ""))
 
 
 @dataclass
@@ -124,6 +142,31 @@ class Repository:
 
 
 @dataclass
+class CommentVersion:
+    version: int
+    text: str
+    modified_by: User
+    modified_date: str
+    is_deleted: bool = False
+
+
+@dataclass
+class Comment:
+    """A work item comment (Comments API v3/v4); `versions` keeps every edit, the last one is current."""
+
+    id: int
+    work_item_id: int
+    created_by: User
+    created_date: str
+    format: str
+    versions: list[CommentVersion]
+
+    @property
+    def current(self) -> CommentVersion:
+        return self.versions[-1]
+
+
+@dataclass
 class WorkItem:
     id: int
     project_id: str
@@ -131,6 +174,7 @@ class WorkItem:
     fields: dict[str, Any]
     relations: list[dict[str, Any]] = field(default_factory=list)
     multiline: dict[str, str] = field(default_factory=dict)
+    comments: list[Comment] = field(default_factory=list)
 
 
 @dataclass
@@ -159,10 +203,13 @@ class Org:
     work_items: dict[int, WorkItem] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     pats: set[str] = field(default_factory=set)
+    pat_only: bool = False
     required_fields: dict[str, list[str]] = field(default_factory=dict)
+    allowed_values: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # project id -> field -> values
     states: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
     git_unauthorized: bool = False
     next_id: int = 1
+    next_comment_id: int = 1000
     watermark: int = 0
 
     @property
@@ -176,3 +223,16 @@ class Org:
         if found:
             return found
         return next((p for p in self.projects.values() if p.name.lower() == ref.lower()), None)
+
+
+def later_than(previous: str) -> str:
+    """`now_iso()`, or 1 ms after `previous` when the clock has not moved past it (dates only increase)."""
+    now = now_iso()
+    if not previous or now > previous:
+        return now
+    try:
+        moment = datetime.strptime(previous, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return now
+    moment += timedelta(milliseconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,7 +1,8 @@
 """JSON shapes the sandbox answers with: work items, projects, repositories, subscriptions, events.
 
-Pure: builds dicts from the records in `model.py`. Event shapes follow the captured
-resourceVersion 1.0 payloads in /work/shared/fixtures/ado-webhooks/.
+Pure: builds dicts from the records in `model.py`. Event shapes (resourceVersion 1.0) follow the
+service hooks event reference and the payloads of tests/fixtures/ado-webhooks/:
+https://learn.microsoft.com/azure/devops/service-hooks/events
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ def instance_url(base_url: str, org: Org) -> str:
     return f"{base_url}{quote(org.name)}/"
 
 
-def work_item(base_url: str, org: Org, item: WorkItem) -> dict[str, Any]:
-    """`GET _apis/wit/workitems/{id}`; identity fields stay `Name <email>` strings."""
+def work_item(base_url: str, org: Org, item: WorkItem, *, fields: list[str] | None = None) -> dict[str, Any]:
+    """`GET _apis/wit/workitems/{id}`; identity fields stay `Name <email>` strings.
+
+    With `fields`, only those (that have a value) and no relations, as ADO answers `fields=`.
+    """
     inst = instance_url(base_url, org)
     project = org.projects[item.project_id]
     url = f"{inst}{project.id}/_apis/wit/workItems/{item.id}"
     body: dict[str, Any] = {
         "id": item.id,
         "rev": item.rev,
-        "fields": dict(item.fields),
+        "fields": _pick(item, fields),
         "url": url,
         "_links": {
             "self": {"href": url},
@@ -37,11 +41,19 @@ def work_item(base_url: str, org: Org, item: WorkItem) -> dict[str, Any]:
             "html": {"href": f"{inst}{quote(project.name)}/_workitems/edit/{item.id}"},
         },
     }
-    if item.relations:
+    if item.relations and fields is None:
         body["relations"] = copy.deepcopy(item.relations)
     if item.multiline:
         body["multilineFieldsFormat"] = dict(item.multiline)
     return body
+
+
+def _pick(item: WorkItem, fields: list[str] | None) -> dict[str, Any]:
+    if fields is None:
+        return dict(item.fields)
+    values = {**item.fields, "System.Id": item.id, "System.Rev": item.rev}
+    lowered = {k.lower(): k for k in values}
+    return {lowered[f.lower()]: values[lowered[f.lower()]] for f in fields if f.lower() in lowered}
 
 
 def project(base_url: str, org: Org, proj: Project) -> dict[str, Any]:
@@ -123,14 +135,27 @@ def updated_resource(
     }
 
 
-def messages(event_type: str, item: WorkItem, actor: User) -> tuple[dict[str, str], dict[str, str]]:
-    verb = event_type.split(".", 1)[1]
+def messages(
+    base_url: str, org: Org, event_type: str, item: WorkItem, actor: User, comment: str | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """`message` and `detailedMessage` as the service-hook events reference shows them."""
+    verb = "commented on" if event_type == "workitem.commented" else event_type.split(".", 1)[1]
     kind = item.fields.get("System.WorkItemType", "Work item")
     title = item.fields.get("System.Title", "")
-    text = f"{kind} #{item.id} ({title}) {verb} by {actor.display_name}"
-    short = {"text": text, "html": text, "markdown": text}
-    detail = f"{text}\r\n\r\n- State: {item.fields.get('System.State', '')}\r\n"
-    return short, {"text": detail, "html": detail, "markdown": detail}
+    link = f"{instance_url(base_url, org)}web/wi.aspx?pcguid={org.account_id}&id={item.id}"
+    tail = f"({title}) {verb} by {actor.display_name}."
+    short = {
+        "text": f"{kind} #{item.id} {tail}\r\n({link})",
+        "html": f'<a href="{link.replace("&", "&amp;")}">{kind} #{item.id}</a> {tail}',
+        "markdown": f"[{kind} #{item.id}]({link}) {tail}",
+    }
+    extra = comment if comment is not None else f"State: {item.fields.get('System.State', '')}"
+    detail = {
+        "text": f"{short['text']}\r\n{extra}",
+        "html": f"{short['html']}<br/>{extra}",
+        "markdown": f"{short['markdown']}\r\n{extra}",
+    }
+    return short, detail
 
 
 def event(
@@ -143,11 +168,12 @@ def event(
     item: WorkItem,
     resource: dict[str, Any],
     actor: User,
+    comment: str | None = None,
 ) -> dict[str, Any]:
     """One notification of an event to one subscription, honouring its *ToSend inputs."""
     inst = instance_url(base_url, org)
     inputs = sub.data.get("consumerInputs") or {}
-    short, detail = messages(event_type, item, actor)
+    short, detail = messages(base_url, org, event_type, item, actor, comment)
     details_to_send = str(inputs.get("resourceDetailsToSend") or "all").lower()
     if details_to_send == "none":
         sent_resource: dict[str, Any] | None = None
@@ -161,8 +187,8 @@ def event(
         "id": event_id,
         "eventType": event_type,
         "publisherId": "tfs",
-        "message": None if str(inputs.get("messagesToSend")).lower() == "none" else short,
-        "detailedMessage": None if str(inputs.get("detailedMessagesToSend")).lower() == "none" else detail,
+        "message": None if str(inputs.get("messagesToSend") or "").lower() == "none" else short,
+        "detailedMessage": None if str(inputs.get("detailedMessagesToSend") or "").lower() == "none" else detail,
         "resource": sent_resource,
         "resourceVersion": "1.0",
         "resourceContainers": {
@@ -171,4 +197,46 @@ def event(
             "project": {"id": item.project_id, "baseUrl": inst},
         },
         "createdDate": now_iso(),
+    }
+
+
+def connection_data(base_url: str, org: Org, user: User) -> dict[str, Any]:
+    """`GET {org}/_apis/connectionData`: `instanceId` is the collection id (events' `collection.id`).
+
+    https://learn.microsoft.com/previous-versions/dn343179(v=vs.120) (ConnectionData.InstanceId)
+    """
+    inst = instance_url(base_url, org)
+    identity = {
+        "id": user.id,
+        "descriptor": f"Microsoft.IdentityModel.Claims.ClaimsIdentity;sandbox\\{user.email}",
+        "subjectDescriptor": user.descriptor,
+        "providerDisplayName": user.display_name,
+        "isActive": True,
+        "properties": {"Account": {"$type": "System.String", "$value": user.email}},
+        "resourceVersion": 2,
+        "metaTypeId": 0,
+    }
+    path = "/" + inst.split("://", 1)[1].split("/", 1)[1]
+    return {
+        "authenticatedUser": identity,
+        "authorizedUser": identity,
+        "instanceId": org.account_id,
+        "deploymentId": org.host_account_id,
+        "deploymentType": "hosted",
+        "locationServiceData": {
+            "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
+            "defaultAccessMappingMoniker": "PublicAccessMapping",
+            "lastChangeId": 1,
+            "lastChangeId64": 1,
+            "accessMappings": [
+                {
+                    "displayName": "Public Access Mapping",
+                    "moniker": "PublicAccessMapping",
+                    "accessPoint": inst,
+                    "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
+                    "virtualDirectory": "",
+                }
+            ],
+        },
+        "webApplicationRelativeDirectory": path,
     }

@@ -1,64 +1,39 @@
 """Routing of the sandbox's REST subset: one parsed request in, one response out.
 
-No socket I/O: `server.py` parses HTTP and writes the `Response`. Endpoint shapes follow
-/work/shared/reference/ado-api.md §1, §4-§8 and sentry-vsts.md §3.
+No socket I/O: `handler.py` parses HTTP and writes the `Response`. Endpoint shapes follow the
+Azure DevOps REST reference: https://learn.microsoft.com/rest/api/azure/devops/
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
-from devhost.sandbox import hooks, render
+from devhost.sandbox import hooks, queries, render, wit_routes
+from devhost.sandbox.api import (
+    NOT_AUTHORIZED,
+    Request,
+    Response,
+    int_param,
+    method,
+    not_found,
+    ok,
+)
 from devhost.sandbox.errors import ApiError
-from devhost.sandbox.model import CATEGORIES, WORK_ITEM_TYPES, Org
+from devhost.sandbox.model import Org
 from devhost.sandbox.state import State
 
 CORE_AREA = "79134c72-4a58-4b42-976c-04e7115f32bf"
 _VERSION = re.compile(r"^\d+\.\d+(-preview(\.\d+)?)?$")
 _ACCEPT_VERSION = re.compile(r"api-version\s*=\s*([^;,\s]+)", re.IGNORECASE)
-_NOT_AUTHORIZED = ApiError(401, "TF400813: The user is not authorized to access this resource.", "UnauthorizedRequest")
 _SUBSCRIPTION_KEYS = ("publisherId", "eventType", "consumerId", "consumerActionId")
 SIGN_IN_PAGE = (
     b"<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head>"
     b"<body><p>Sign in to your account to continue.</p></body></html>"
 )
-
-
-@dataclass
-class Request:
-    method: str
-    segments: list[str]
-    query: dict[str, str]
-    headers: Mapping[str, str]
-    body: bytes
-
-    def header(self, name: str) -> str:
-        return str(self.headers.get(name.lower()) or "")
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "The request body is not valid JSON.", "VssRequestContentException") from exc
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def ok(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, json.dumps(value).encode(), headers=headers or {})
 
 
 def dispatch(state: State, req: Request) -> Response:
@@ -72,43 +47,35 @@ def _route(state: State, req: Request) -> Response:
     segs = req.segments
     lowered = [s.lower() for s in segs]
     if lowered == ["oauth2", "token"]:
-        _method(req, "POST")
+        method(req, "POST")
         form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
         return ok(state.grant(form))
     if lowered[:1] == ["_apis"]:
         return _lookup(state, req, lowered[1:])
     if not segs:
-        raise _not_found()
+        raise not_found()
     with state.lock:
         org = state.org(segs[0])
     rest = lowered[1:]
     if "_apis" not in rest[:2]:
-        raise _not_found()
+        raise not_found()
     index = rest.index("_apis")
     project = segs[1] if index == 1 else None
     api = segs[index + 2 :]
     if not state.authenticate(org, req.header("Authorization")):
         return _unauthorized(req)
-    _require_version(req)
+    if [p.lower() for p in api] != ["connectiondata"]:  # the location service answers without a version
+        _require_version(req)
     handler = _AREAS.get(api[0].lower() if api else "")
     if handler is None:
-        raise _not_found()
+        raise not_found()
     return handler(state, org, project, api[1:], req)
-
-
-def _not_found() -> ApiError:
-    return ApiError(404, "The requested resource was not found.", "ResourceNotFoundException")
-
-
-def _method(req: Request, *allowed: str) -> None:
-    if req.method not in allowed:
-        raise ApiError(405, f"The requested resource does not support http method '{req.method}'.", "HttpMethod")
 
 
 def _unauthorized(req: Request) -> Response:
     """Real ADO answers a bad credential with a 203 sign-in page unless told to suppress it."""
     if req.header("X-TFS-FedAuthRedirect").lower() == "suppress":
-        error = _NOT_AUTHORIZED
+        error = NOT_AUTHORIZED
         headers = {"WWW-Authenticate": 'Bearer authorization_uri=https://login.microsoftonline.com/, Basic realm="ado"'}
         return ok(error.payload(), 401, headers)
     return Response(203, SIGN_IN_PAGE, "text/html; charset=utf-8")
@@ -131,41 +98,17 @@ def _require_version(req: Request, *, preview_key: bool = False) -> None:
         raise ApiError(400, f"The following api-version is invalid: '{version}'.", "VssInvalidApiVersionException")
 
 
-def _require_patch_document(req: Request) -> Any:
-    ctype = req.header("Content-Type").split(";")[0].strip().lower()
-    if ctype != "application/json-patch+json":
-        raise ApiError(
-            415,
-            f'The request indicated a Content-Type of "{ctype}" for method type "{req.method}" which is not '
-            "supported. Valid content types for this method are: application/json-patch+json.",
-            "VssRequestContentTypeNotSupportedException",
-        )
-    return req.json()
-
-
-def _int(value: str | None, default: int, name: str) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        number = int(str(value))
-    except ValueError as exc:
-        raise ApiError(400, f"The value '{value}' for '{name}' is not valid.", "InvalidArgumentValueException") from exc
-    if number < 0:
-        raise ApiError(400, f"The value '{value}' for '{name}' is not valid.", "InvalidArgumentValueException")
-    return number
-
-
 # -- account lookup -----------------------------------------------------------------------------
 
 
 def _lookup(state: State, req: Request, rest: list[str]) -> Response:
     """`GET /_apis/resourceareas/{core}?hostId=` (app.vssps host) → the org's `locationUrl`."""
     if len(rest) != 2 or rest[0] != "resourceareas" or rest[1] != CORE_AREA:
-        raise _not_found()
-    _method(req, "GET")
+        raise not_found()
+    method(req, "GET")
     credential = req.header("Authorization")
     if credential and not state.known_credential(credential):
-        return ok(_NOT_AUTHORIZED.payload(), 401)
+        return ok(NOT_AUTHORIZED.payload(), 401)
     _require_version(req, preview_key=True)
     host, name = req.query.get("hostid", "").lower(), req.query.get("accountname", "").lower()
     with state.lock:
@@ -175,121 +118,32 @@ def _lookup(state: State, req: Request, rest: list[str]) -> Response:
     raise ApiError(404, f"Host '{host or name}' was not found.", "HostDoesNotExistException")
 
 
-# -- work items ---------------------------------------------------------------------------------
-
-
-def _wit(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
-    sub = [s.lower() for s in api]
-    if sub[:1] == ["workitems"] and len(sub) == 2 and api[1].startswith("$"):
-        _method(req, "POST", "PATCH")
-        if project is None:
-            raise ApiError(400, "A project is required to create a work item.", "ProjectRequired")
-        item = state.create_work_item(org.name, project, api[1][1:], _require_patch_document(req))
-        with state.lock:
-            return ok(render.work_item(state.base_url, org, item))
-    if sub[:1] == ["workitems"] and len(sub) == 2:
-        return _one_work_item(state, org, project, api[1], req)
-    if sub == ["workitems"]:
-        _method(req, "GET")
-        ids = [_int(i, 0, "ids") for i in req.query.get("ids", "").split(",") if i.strip()]
-        return _work_items(state, org, ids, req.query.get("errorpolicy", "").lower() == "omit")
-    if sub == ["workitemsbatch"]:
-        _method(req, "POST")
-        body = req.json() or {}
-        ids = [int(i) for i in body.get("ids") or []]
-        return _work_items(state, org, ids, str(body.get("errorPolicy", "")).lower() == "omit")
-    if sub[:1] == ["workitemtypes"] or sub == ["workitemtypecategories"]:
-        _method(req, "GET")
-        if project is None:
-            raise ApiError(400, "A project is required.", "ProjectRequired")
-        return _types(state, org, project, api)
-    raise _not_found()
-
-
-def _one_work_item(state: State, org: Org, project: str | None, ref: str, req: Request) -> Response:
-    _method(req, "GET", "PATCH")
-    if not ref.isdigit():
-        raise ApiError(400, f"The work item id '{ref}' is not valid.", "InvalidArgumentValueException")
-    if project is not None:
-        state.project(org, project)
-    if req.method == "PATCH":
-        item = state.update_work_item(org.name, int(ref), _require_patch_document(req))
-    else:
-        with state.lock:
-            item = state.item(org, int(ref))
-    with state.lock:
-        return ok(render.work_item(state.base_url, org, item))
-
-
-def _work_items(state: State, org: Org, ids: list[int], omit_missing: bool) -> Response:
-    if len(ids) > 200:
-        raise ApiError(400, "VS402335: At most 200 ids can be requested.", "InvalidArgumentValueException")
-    values: list[Any] = []
-    with state.lock:
-        for wid in ids:
-            if wid in org.work_items:
-                values.append(render.work_item(state.base_url, org, org.work_items[wid]))
-            elif omit_missing:
-                values.append(None)
-            else:
-                state.item(org, wid)
-    return ok({"count": len(values), "value": values})
-
-
-def _types(state: State, org: Org, project: str, api: list[str]) -> Response:
-    with state.lock:
-        proj = state.project(org, project)
-        base = f"{state.instance(org)}{proj.id}/_apis/wit/workItemTypes/"
-        sub = [s.lower() for s in api]
-        if sub == ["workitemtypecategories"]:
-            value = [
-                {
-                    "name": name,
-                    "referenceName": ref,
-                    "defaultWorkItemType": {"name": default, "url": base + WORK_ITEM_TYPES[default]},
-                    "workItemTypes": [{"name": t, "url": base + WORK_ITEM_TYPES[t]} for t in members],
-                }
-                for name, ref, default, members in CATEGORIES
-            ]
-            return ok({"count": len(value), "value": value})
-        if sub == ["workitemtypes"]:
-            types = [
-                {"name": n, "referenceName": r, "url": base + r, "states": state.states(org, proj, n)}
-                for n, r in WORK_ITEM_TYPES.items()
-            ]
-            return ok({"count": len(types), "value": types})
-        if len(sub) == 3 and sub[2] == "states":
-            states = state.states(org, proj, state.work_item_type(proj, api[1]))
-            return ok({"count": len(states), "value": states})
-    raise _not_found()
-
-
 # -- projects and repositories ------------------------------------------------------------------
 
 
 def _projects(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
-    _method(req, "GET")
+    method(req, "GET")
     with state.lock:
         if len(api) == 1:
             return ok(render.project(state.base_url, org, state.project(org, api[0])))
         if api:
-            raise _not_found()
+            raise not_found()
         projects = sorted(org.projects.values(), key=lambda p: p.name.lower())
-        top = _int(req.query.get("$top"), 100, "$top")
+        top = int_param(req.query.get("$top"), 100, "$top")
         token = req.query.get("continuationtoken")
-        skip = _int(token, 0, "continuationToken") if token else _int(req.query.get("$skip"), 0, "$skip")
+        skip = int_param(token, 0, "continuationToken") if token else int_param(req.query.get("$skip"), 0, "$skip")
         page = [render.project(state.base_url, org, p) for p in projects[skip : skip + top]]
     headers = {"x-ms-continuationtoken": str(skip + top)} if skip + top < len(projects) else {}
     return ok({"count": len(page), "value": page}, headers=headers)
 
 
 def _git(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
-    _method(req, "GET")
+    method(req, "GET")
     if [s.lower() for s in api[:1]] != ["repositories"] or len(api) > 2:
-        raise _not_found()
+        raise not_found()
     with state.lock:
         if org.git_unauthorized:
-            return ok(_NOT_AUTHORIZED.payload(), 401)
+            return ok(NOT_AUTHORIZED.payload(), 401)
         proj = state.project(org, project) if project else None
         repos = [r for r in org.repositories.values() if r.accessible and (proj is None or r.project_id == proj.id)]
         if len(api) == 1:
@@ -313,7 +167,7 @@ def _git(state: State, org: Org, project: str | None, api: list[str], req: Reque
 def _hooks(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
     sub = [s.lower() for s in api]
     if sub == ["subscriptions"]:
-        _method(req, "GET", "POST")
+        method(req, "GET", "POST")
         if req.method == "POST":
             return ok(render.subscription(state.add_subscription(org, req.json())))
         query = {k: req.query.get(k.lower(), "") for k in _SUBSCRIPTION_KEYS}
@@ -321,7 +175,7 @@ def _hooks(state: State, org: Org, project: str | None, api: list[str], req: Req
             value = [render.subscription(s) for s in org.subscriptions.values() if hooks.query_matches(s, query)]
         return ok({"count": len(value), "value": value})
     if len(sub) == 2 and sub[0] == "subscriptions":
-        _method(req, "GET", "PUT", "DELETE")
+        method(req, "GET", "PUT", "DELETE")
         with state.lock:
             found = state.subscription(org, api[1])
             if req.method == "DELETE":
@@ -331,14 +185,14 @@ def _hooks(state: State, org: Org, project: str | None, api: list[str], req: Req
                 hooks.replace(found, req.json())
             return ok(render.subscription(found))
     if sub == ["subscriptionsquery"]:
-        _method(req, "POST")
+        method(req, "POST")
         body = req.json()
         if not isinstance(body, dict):
             raise ApiError(400, "The query is required.", "SubscriptionQueryException")
         with state.lock:
             results = [render.subscription(s) for s in org.subscriptions.values() if hooks.query_matches(s, body)]
         return ok({**body, "results": results})
-    raise _not_found()
+    raise not_found()
 
 
 # -- search, graph, connection data -------------------------------------------------------------
@@ -346,15 +200,15 @@ def _hooks(state: State, org: Org, project: str | None, api: list[str], req: Req
 
 def _search(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
     if [s.lower() for s in api] != ["workitemsearchresults"]:
-        raise _not_found()
-    _method(req, "POST")
-    return ok(state.search(org, project, req.json()))
+        raise not_found()
+    method(req, "POST")
+    return ok(queries.search(state, org, project, req.json()))
 
 
 def _graph(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
     if [s.lower() for s in api] != ["users"]:
-        raise _not_found()
-    _method(req, "GET")
+        raise not_found()
+    method(req, "GET")
     token = req.query.get("continuationtoken", "")
     try:
         offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
@@ -370,21 +224,16 @@ def _graph(state: State, org: Org, project: str | None, api: list[str], req: Req
 
 
 def _connection_data(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
-    _method(req, "GET")
-    me = org.integration
-    identity = {
-        "id": me.id,
-        "descriptor": me.descriptor,
-        "subjectDescriptor": me.descriptor,
-        "providerDisplayName": me.display_name,
-        "isActive": True,
-        "properties": {"Account": {"$type": "System.String", "$value": me.email}},
-    }
-    return ok({"authenticatedUser": identity, "authorizedUser": identity, "instanceId": org.account_id})
+    """`GET {org}/_apis/connectionData`: who the credential is, and the collection's `instanceId`."""
+    method(req, "GET")
+    if api or project is not None:
+        raise not_found()
+    with state.lock:
+        return ok(render.connection_data(state.base_url, org, org.integration))
 
 
 _AREAS: dict[str, Callable[[State, Org, str | None, list[str], Request], Response]] = {
-    "wit": _wit,
+    "wit": wit_routes.wit,
     "projects": _projects,
     "git": _git,
     "hooks": _hooks,

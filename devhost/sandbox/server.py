@@ -6,32 +6,27 @@ delivers service-hook notifications from a background thread.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote
 
 import trustme
 
-from devhost.sandbox import render, routes
+from devhost.sandbox import comments, render
 from devhost.sandbox.delivery import Deliverer
-from devhost.sandbox.errors import ApiError
-from devhost.sandbox.faults import Fault, Faults
+from devhost.sandbox.faults import Faults
+from devhost.sandbox.handler import Server
 from devhost.sandbox.model import SUBSCRIPTION_STATUSES
 from devhost.sandbox.state import State
 
 log = logging.getLogger(__name__)
 
 LOOKUP_PATH = "_apis/resourceareas/79134C72-4A58-4B42-976C-04E7115F32BF"
-_SECRET_FORM_FIELDS = ("refresh_token", "client_secret", "client_assertion", "assertion", "code")
 _FRIENDLY_FIELDS = {
     "description": "System.Description",
     "state": "System.State",
@@ -76,7 +71,7 @@ class SandboxAdo:
         self._calls: list[dict[str, Any]] = []
         self._calls_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -92,7 +87,7 @@ class SandboxAdo:
         ca.cert_pem.write_to_path(self.ca_pem_path)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(context)
-        server = _Server((self.host, self.port), self)
+        server = Server((self.host, self.port), self)
         # Handshake lazily in the handler thread, so one stalled client cannot block accept().
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self.port = int(server.server_address[1])
@@ -221,6 +216,26 @@ class SandboxAdo:
     def set_required_fields(self, org: str, project: str, fields: list[str]) -> None:
         self.state.set_required_fields(org, project, fields)
 
+    def set_allowed_values(self, org: str, project: str, field: str, values: list[Any]) -> None:
+        """A picklist for `field` in `project` (every type): other values fail with TF401320."""
+        self.state.set_allowed_values(org, project, field, values)
+
+    def add_area(self, org: str, project: str, path: str) -> None:
+        """Add an area node, `Parent\\Child` relative to the project (projects start with Team A, Team B)."""
+        self.state.add_node(org, project, "area", path, None)
+
+    def add_iteration(
+        self, org: str, project: str, path: str, start: str | None = None, finish: str | None = None
+    ) -> None:
+        """Add an iteration node (projects start with Sprint 7 and Sprint 8), with optional ISO dates."""
+        dates = {"startDate": start, "finishDate": finish} if start and finish else None
+        self.state.add_node(org, project, "iteration", path, dates)
+
+    def set_wiql_max_results(self, limit: int) -> None:
+        """WIQL's result cap (ADO: 20,000, then VS402337), lowered to test windowed reconciliation."""
+        with self.state.lock:
+            self.state.wiql_max_results = limit
+
     def set_states(self, org: str, project: str, work_item_type: str, states: list[dict[str, str]]) -> None:
         """Replace a type's states (`[{"name", "color", "category"}]`), e.g. to add a custom state."""
         self.state.set_states(org, project, work_item_type, states)
@@ -269,6 +284,28 @@ class SandboxAdo:
             actor = self.state.user(self.state.org(org), changed_by)
             item = self.state.update_work_item(org, work_item_id, ops, actor)
             return render.work_item(self.url, self.state.org(org), item)
+
+    def add_comment(self, org: str, work_item_id: int, text: str, *, author: str | None = None) -> dict[str, Any]:
+        """Comment as a board user (default: the org's first user); delivers `updated` and `commented`."""
+        with self.state.lock:
+            found = self.state.org(org)
+            comment = self.state.add_comment(org, work_item_id, text, self.state.user(found, author), "html")
+            project_id = self.state.item(found, work_item_id).project_id
+            return comments.render(self.state.instance(found), project_id, comment, rendered=False)
+
+    def edit_comment(
+        self, org: str, work_item_id: int, comment_id: int, text: str, *, author: str | None = None
+    ) -> dict[str, Any]:
+        with self.state.lock:
+            found = self.state.org(org)
+            comment = self.state.edit_comment(org, work_item_id, comment_id, text, self.state.user(found, author))
+            project_id = self.state.item(found, work_item_id).project_id
+            return comments.render(self.state.instance(found), project_id, comment, rendered=False)
+
+    def delete_comment(self, org: str, work_item_id: int, comment_id: int, *, author: str | None = None) -> None:
+        with self.state.lock:
+            found = self.state.org(org)
+            self.state.delete_comment(org, work_item_id, comment_id, self.state.user(found, author))
 
     def work_item(self, org: str, work_item_id: int) -> dict[str, Any]:
         with self.state.lock:
@@ -337,151 +374,3 @@ class SandboxAdo:
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sandbox: SandboxAdo) -> None:
-        super().__init__(address, _Handler)
-        self.sandbox = sandbox
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    def close_connections(self) -> None:
-        """Cut open keep-alive connections so a stopped sandbox really stops answering."""
-        with self._connections_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "SandboxADO/1.0"
-    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
-    timeout = 120
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, add=False)
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (ssl.SSLError, ConnectionError, TimeoutError):
-            self.close_connection = True
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sandbox_ado.http", extra={"detail": format % args})
-
-    def _serve(self) -> None:
-        sandbox = self.server.sandbox
-        split = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        call: dict[str, Any] = {
-            "method": self.command,
-            "path": unquote(split.path),
-            "query": dict(parse_qsl(split.query, keep_blank_values=True)),
-            "headers": _redacted_headers(self.headers.items()),
-            "body": _redacted_body(split.path, body),
-            "status": None,
-        }
-        sandbox._record(call)
-        fault = sandbox.faults.take(self.path)
-        if fault is not None and self._apply_fault(fault, call):
-            return
-        request = routes.Request(
-            method=self.command,
-            segments=[unquote(s) for s in split.path.split("/") if s],
-            query={k.lower(): v for k, v in parse_qsl(split.query, keep_blank_values=True)},
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-        )
-        try:
-            response = routes.dispatch(sandbox.state, request)
-        except Exception:  # a sandbox bug must still produce an answer
-            log.exception("sandbox_ado.handler.crashed")
-            response = routes.ok(ApiError(500, "Sandbox internal error.").payload(), 500)
-        call["status"] = response.status
-        self._send(response)
-
-    def _apply_fault(self, fault: Fault, call: dict[str, Any]) -> bool:
-        """Act on a fault; True when the request is answered (or dropped) by it."""
-        sandbox = self.server.sandbox
-        call["fault"] = fault.kind
-        if fault.kind == "drop":
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return True
-        if fault.kind in ("slow", "timeout"):
-            sandbox._sleep(sandbox.slow_seconds if fault.kind == "slow" else sandbox.timeout_seconds)
-            return False
-        status = int(fault.kind)
-        headers: dict[str, str] = {}
-        if status == 429:
-            message = (
-                "TF400733: The request has been canceled: Request was blocked due to exceeding usage of "
-                "resource 'WorkItemTracking' in namespace 'User'."
-            )
-            headers = {
-                "Retry-After": str(fault.retry_after),
-                "X-RateLimit-Resource": "WorkItemTracking",
-                "X-RateLimit-Limit": "200",
-                "X-RateLimit-Remaining": "0",
-            }
-        else:
-            message = "The service is unavailable." if status == 503 else "An unexpected error occurred (injected)."
-        call["status"] = status
-        self._send(routes.ok(ApiError(status, message, "InjectedFault").payload(), status, headers))
-        return True
-
-    def _send(self, response: routes.Response) -> None:
-        self.send_response(response.status)
-        if response.status != 204:
-            self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("ActivityId", str(uuid.uuid4()))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if response.body:
-            self.wfile.write(response.body)
-
-
-def _redacted_headers(items: Any) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in items:
-        headers[name] = str(value).split(" ", 1)[0] if name.lower() == "authorization" else str(value)
-    return headers
-
-
-def _redacted_body(path: str, body: bytes) -> str:
-    text = body.decode("utf-8", "replace")
-    if path.rstrip("/").lower().endswith("oauth2/token"):
-        form = [(k, "***" if k in _SECRET_FORM_FIELDS else v) for k, v in parse_qsl(text, keep_blank_values=True)]
-        return urlencode(form)
-    return text

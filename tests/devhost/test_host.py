@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import os
@@ -183,15 +184,30 @@ def test_undecodable_message_is_poisoned_without_calling_the_function(
         assert sorted(attempts) == list(range(1, MAX_DEQUEUE + 1))
 
 
-def test_retry_after_hint_delays_redelivery() -> None:
-    options = QueueOptions(visibility_timeout=2.0)
+def test_failed_message_returns_after_visibility_timeout_whatever_the_function_hints(
+    host: Host, storage: str
+) -> None:
+    marker = f"hint-{uuid.uuid4().hex}"
+    queue(storage, FAIL_QUEUE).send_message(marker)
+    wait_for(lambda: poison_messages(storage, FAIL_QUEUE) and sample.failures.get(marker) == MAX_DEQUEUE, timeout=20)
+    times = sample.attempts[marker]
+    # visibilityTimeout 0: each retry follows at once, although the exception asked for an hour
+    assert max(b - a for a, b in itertools.pairwise(times)) < 5
 
-    class Throttled(Exception):
-        retry_after = 30
 
-    assert retry_delay(options, Throttled()) == 30
-    assert retry_delay(options, RuntimeError()) == 2
-    assert retry_delay(QueueOptions(visibility_timeout=5.0), Throttled.__new__(Throttled)) == 30
+def test_retry_delay_is_the_visibility_timeout_only() -> None:
+    assert retry_delay(QueueOptions()) == 0
+    assert retry_delay(QueueOptions(visibility_timeout=2.0)) == 2
+    assert retry_delay(QueueOptions(visibility_timeout=30 * 24 * 3600.0)) == 7 * 24 * 3600
+
+
+def test_sender_visibility_delay_is_kept(host: Host, storage: str) -> None:
+    marker = uuid.uuid4().hex
+    sent_at = time.monotonic()
+    sent = queue(storage, RECORD_QUEUE).send_message(json.dumps({"delayed": marker}), visibility_timeout=2)
+    seen = wait_for(lambda: [m for m in list(sample.received) if m["id"] == sent.id], timeout=15)
+    assert seen[0]["at"] - sent_at >= 1.9
+    assert seen[0]["dequeue_count"] == 1
 
 
 def test_decode_body() -> None:

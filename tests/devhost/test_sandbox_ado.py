@@ -11,10 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,110 +20,29 @@ import pytest
 import requests
 
 from devhost.sandbox_ado import SandboxAdo
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "ado-webhooks"
-ORG = "fabrikam"
-ACCOUNT_ID = "80ded3e8-3cd3-43b1-9f96-52032624aa3a"
-PATCH_JSON = "application/json-patch+json"
-
-
-class Ado:
-    """A sandbox seeded with one org, and a `requests` session that calls it with a PAT."""
-
-    def __init__(self, sandbox: SandboxAdo) -> None:
-        self.sandbox = sandbox
-        self.account_id = sandbox.add_organization(ORG, ACCOUNT_ID)
-        self.project_id = sandbox.add_project(ORG, "Fabrikam")
-        sandbox.add_user(ORG, "Jamal Hartnett", "jamal@example.com")
-        sandbox.add_user(ORG, "Lauryn", "lauryn@example.com")
-        sandbox.add_user(ORG, "Francis Totten", "ftotten@example.com")
-        self.pat = sandbox.add_pat(ORG)
-        self.session = requests.Session()
-        self.session.verify = sandbox.ca_pem_path
-        self.session.trust_env = False
-        self.session.headers.update({"Authorization": _basic(self.pat), "X-TFS-FedAuthRedirect": "Suppress"})
-
-    def url(self, path: str) -> str:
-        return self.sandbox.instance_url(ORG) + path
-
-    def get(self, path: str, **kw: Any) -> requests.Response:
-        return self.session.get(self.url(path), params={"api-version": "7.1", **kw.pop("params", {})}, **kw)
-
-    def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
-        return self.session.post(self.url(path), params={"api-version": "7.1"}, json=body, timeout=5, **kw)
-
-    def patch_doc(self, method: str, path: str, ops: list[dict[str, Any]], **kw: Any) -> requests.Response:
-        headers = {"Content-Type": PATCH_JSON, **kw.pop("headers", {})}
-        return self.session.request(
-            method, self.url(path), params={"api-version": "7.1"}, data=json.dumps(ops), headers=headers, timeout=5
-        )
-
-
-def _basic(pat: str) -> str:
-    return "Basic " + base64.b64encode(f":{pat}".encode()).decode()
-
-
-def _title(value: str) -> list[dict[str, Any]]:
-    return [{"op": "add", "path": "/fields/System.Title", "value": value}]
+from tests.devhost.sandbox_client import (
+    ACCOUNT_ID,
+    FIXTURES,
+    ORG,
+    ROOT,
+    Ado,
+    Receiver,
+    basic,
+    running_ado,
+    running_receiver,
+    subscribe,
+    title_op,
+)
 
 
 @pytest.fixture
 def ado() -> Iterator[Ado]:
-    with SandboxAdo(delivery_timeout=1.0, probation_failures=3, graph_page_size=2) as sandbox:
-        client = Ado(sandbox)
-        yield client
-        client.session.close()
-
-
-class Receiver:
-    """A tiny local HTTP endpoint that records webhook deliveries and answers `status`."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.requests: list[dict[str, Any]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
-                self.send_response(owner.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/ado/tenant-1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    yield from running_ado()
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
-    yield rec
-    rec.close()
-
-
-def _subscribe(ado: Ado, url: str, **inputs: str) -> dict[str, Any]:
-    body = {
-        "publisherId": "tfs",
-        "eventType": "workitem.updated",
-        "resourceVersion": "1.0",
-        "consumerId": "webHooks",
-        "consumerActionId": "httpRequest",
-        "publisherInputs": {},
-        "consumerInputs": {"url": url, "resourceDetailsToSend": "all", **inputs},
-    }
-    resp = ado.post("_apis/hooks/subscriptions", body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+    yield from running_receiver()
 
 
 # -- authentication and api-version ------------------------------------------------------------
@@ -152,7 +69,7 @@ def test_bad_credential_is_401_with_suppress_header_and_203_sign_in_page_without
     )
     assert suppressed.status_code == 401
     assert "TF400813" in suppressed.json()["message"]
-    redirected = requests.get(url, headers={"Authorization": _basic("wrong-pat")}, verify=verify, timeout=5)
+    redirected = requests.get(url, headers={"Authorization": basic("wrong-pat")}, verify=verify, timeout=5)
     assert redirected.status_code == 203
     assert redirected.headers["Content-Type"].startswith("text/html")
     assert "Sign In" in redirected.text
@@ -194,7 +111,7 @@ def test_requests_are_recorded_without_credentials(ado: Ado) -> None:
 
 
 def test_create_work_item_with_literal_or_encoded_dollar(ado: Ado) -> None:
-    created = ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Bug", _title("Crash on save"))
+    created = ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Bug", title_op("Crash on save"))
     assert created.status_code == 200, created.text
     item = created.json()
     assert item["rev"] == 1
@@ -203,7 +120,7 @@ def test_create_work_item_with_literal_or_encoded_dollar(ado: Ado) -> None:
     assert item["fields"]["System.State"] == "New"
     assert item["_links"]["html"]["href"] == ado.url(f"Fabrikam/_workitems/edit/{item['id']}")
 
-    by_id = ado.patch_doc("POST", f"{ado.project_id}/_apis/wit/workitems/%24User%20Story", _title("Story"))
+    by_id = ado.patch_doc("POST", f"{ado.project_id}/_apis/wit/workitems/%24User%20Story", title_op("Story"))
     assert by_id.status_code == 200, by_id.text
     assert by_id.json()["fields"]["System.WorkItemType"] == "User Story"
 
@@ -213,9 +130,9 @@ def test_create_work_item_with_literal_or_encoded_dollar(ado: Ado) -> None:
 
 
 def test_create_rejects_wrong_content_type_and_unknown_type(ado: Ado) -> None:
-    plain = ado.post("Fabrikam/_apis/wit/workitems/$Bug", _title("x"))
+    plain = ado.post("Fabrikam/_apis/wit/workitems/$Bug", title_op("x"))
     assert plain.status_code == 415
-    unknown = ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Spaceship", _title("x"))
+    unknown = ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Spaceship", title_op("x"))
     assert unknown.status_code == 404
 
 
@@ -228,10 +145,10 @@ def test_create_without_title_or_required_field_is_tf401320(ado: Ado) -> None:
         "AllowsOldValue, InvalidEmpty." in no_title.json()["message"]
     )
     ado.sandbox.set_required_fields(ORG, "Fabrikam", ["Custom.Customer"])
-    missing = ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Bug", _title("x"))
+    missing = ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Bug", title_op("x"))
     assert missing.status_code == 400
     assert "TF401320: Rule Error for field Customer." in missing.json()["message"]
-    ops = [*_title("x"), {"op": "add", "path": "/fields/Custom.Customer", "value": "Contoso"}]
+    ops = [*title_op("x"), {"op": "add", "path": "/fields/Custom.Customer", "value": "Contoso"}]
     ops.append({"op": "add", "path": "/fields/System.History", "value": "<p>line 1</p>\n<p>line 2</p>"})
     assert ado.patch_doc("POST", "Fabrikam/_apis/wit/workitems/$Bug", ops).status_code == 200
 
@@ -445,7 +362,7 @@ def test_fault_rate_is_reproducible_and_clearable(ado: Ado) -> None:
 
 
 def test_subscription_crud_masks_password(ado: Ado) -> None:
-    created = _subscribe(
+    created = subscribe(
         ado,
         "https://sync.example.com/hooks/ado/t1",
         basicAuthUsername="ado",
@@ -494,7 +411,7 @@ def test_subscription_create_validates_body(ado: Ado, change: dict[str, Any]) ->
 
 
 def test_update_is_delivered_with_auth_headers_and_fixture_shape(ado: Ado, receiver: Receiver) -> None:
-    sub = _subscribe(
+    sub = subscribe(
         ado,
         receiver.url,
         basicAuthUsername="ado",
@@ -538,7 +455,7 @@ def test_update_is_delivered_with_auth_headers_and_fixture_shape(ado: Ado, recei
 
 
 def test_unassign_by_helper_sends_only_old_value(ado: Ado, receiver: Receiver) -> None:
-    _subscribe(ado, receiver.url)
+    subscribe(ado, receiver.url)
     wid = ado.sandbox.create_work_item(ORG, "Fabrikam", assigned_to="lauryn@example.com")["id"]
     ado.sandbox.update_work_item(ORG, wid, assigned_to=None, changed_by="jamal@example.com")
     assert ado.sandbox.wait_idle(5)
@@ -548,7 +465,7 @@ def test_unassign_by_helper_sends_only_old_value(ado: Ado, receiver: Receiver) -
 
 
 def test_failures_put_subscription_on_probation_then_disable_it(ado: Ado, receiver: Receiver) -> None:
-    sub_id = _subscribe(ado, receiver.url)["id"]
+    sub_id = subscribe(ado, receiver.url)["id"]
     wid = ado.sandbox.create_work_item(ORG, "Fabrikam")["id"]
     receiver.status = 500
 
@@ -569,7 +486,7 @@ def test_failures_put_subscription_on_probation_then_disable_it(ado: Ado, receiv
 
 
 def test_success_after_failure_restores_enabled(ado: Ado, receiver: Receiver) -> None:
-    sub_id = _subscribe(ado, receiver.url)["id"]
+    sub_id = subscribe(ado, receiver.url)["id"]
     wid = ado.sandbox.create_work_item(ORG, "Fabrikam")["id"]
     receiver.status = 404
     ado.sandbox.update_work_item(ORG, wid, state="Active")
@@ -583,7 +500,7 @@ def test_success_after_failure_restores_enabled(ado: Ado, receiver: Receiver) ->
 
 
 def test_unreachable_receiver_is_retried_then_counted_as_failure(ado: Ado) -> None:
-    _subscribe(ado, "http://127.0.0.1:9/nothing-listens-here")
+    subscribe(ado, "http://127.0.0.1:9/nothing-listens-here")
     wid = ado.sandbox.create_work_item(ORG, "Fabrikam")["id"]
     ado.sandbox.update_work_item(ORG, wid, state="Active")
     assert ado.sandbox.wait_idle(5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import azure.functions as func
@@ -16,6 +17,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 lock = threading.Lock()
 failures: dict[str, int] = {}  # message body -> calls
+attempts: dict[str, list[float]] = {}  # message body -> monotonic time of each call
 received: list[dict[str, Any]] = []  # messages of the recording queue
 ticks: list[bool] = []  # past_due of each `ticker` run
 nightly_runs: list[bool] = []
@@ -56,18 +58,27 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("secret-internal-detail")
 
 
+class Throttled(RuntimeError):
+    """Carries a retry hint, which the Functions host ignores: the retry comes after `visibilityTimeout`."""
+
+    retry_after = 3600.0
+
+
 @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_FAIL_QUEUE%", connection="AzureWebJobsStorage")
 def always_fails(msg: func.QueueMessage) -> None:
     with lock:
         key = msg.get_body().decode("utf-8")
         failures[key] = failures.get(key, 0) + 1
-    raise RuntimeError("always fails")
+        attempts.setdefault(key, []).append(time.monotonic())
+    raise Throttled("always fails")
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_RECORD_QUEUE%", connection="AzureWebJobsStorage")
 def records(msg: func.QueueMessage) -> None:
     with lock:
-        received.append({"body": msg.get_body(), "dequeue_count": msg.dequeue_count, "id": msg.id})
+        received.append(
+            {"body": msg.get_body(), "dequeue_count": msg.dequeue_count, "id": msg.id, "at": time.monotonic()}
+        )
 
 
 @app.timer_trigger(arg_name="timer", schedule="%SAMPLE_SCHEDULE%", run_on_startup=False)
