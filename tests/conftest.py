@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 import pytest
@@ -171,6 +172,7 @@ def sandbox_ado() -> Iterator[object]:
         "ADO_GRAPH_USERS_URL": server.graph_users_url_template,
         "ADO_CLIENT_ID": "sandbox-client",
         "ADO_CLIENT_SECRET": "sandbox-client-secret",
+        "ADO_SERVER_HOSTS": urlsplit(server.url).netloc,
     })
     config.reset()
     yield server
@@ -184,7 +186,7 @@ def sandbox_ado() -> Iterator[object]:
 
 
 _SANDBOX_SETTINGS = ("REQUESTS_CA_BUNDLE", "ADO_TOKEN_URL", "ADO_ACCOUNT_LOOKUP_URL", "ADO_SEARCH_URL",
-                     "ADO_GRAPH_USERS_URL", "ADO_CLIENT_ID", "ADO_CLIENT_SECRET")
+                     "ADO_GRAPH_USERS_URL", "ADO_CLIENT_ID", "ADO_CLIENT_SECRET", "ADO_SERVER_HOSTS")
 
 
 MANAGE_KEY = "e2e-manage-key-0123456789abcdef"

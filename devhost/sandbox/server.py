@@ -13,7 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import trustme
 
@@ -155,6 +155,8 @@ class SandboxAdo:
             "ADO_ACCOUNT_LOOKUP_URL": self.lookup_url_template,
             "ADO_SEARCH_URL": self.search_url_template,
             "ADO_GRAPH_USERS_URL": self.graph_users_url_template,
+            # The sandbox is an Azure DevOps Server-like host: credentials go only to allow-listed hosts.
+            "ADO_SERVER_HOSTS": urlsplit(self.url).netloc,
         }
 
     # -- seeding -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ EVENT = events.status_changed("org-1", "grp-1", "unresolved", "resolved", source
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock() as mock:
+        mock.add_passthru("http://127.0.0.1")  # storage calls of a bundle running in the background
         yield mock
 
 
