@@ -163,6 +163,9 @@ def test_status_plan(config: dict[str, Any], project: str | None, status: str, v
         assert plan.ops is None
         assert plan.detail["reason"]
         assert plan.detail["status"] == status
+        if project:
+            when = "on_resolve" if status == "resolved" else "on_unresolve"
+            assert f"No {when} state is configured for project {project}" in plan.detail["reason"]
     else:
         assert plan.ops == [{"op": "replace", "path": "/fields/System.State", "value": value}]
         assert plan.detail == {"state": value, "status": status}
