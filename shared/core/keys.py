@@ -3,7 +3,9 @@
 Pure: no storage access. Table keys may not contain `/ \\ # ?` or control characters; the store
 also uses `|` as its separator inside composite keys, so ids may not contain it either.
 Ids coming from outside are validated (a bad id is a 400); free text such as e-mail addresses
-is percent-encoded instead.
+is percent-encoded instead. Ids made only of dots (`.`, `..`) are refused too: ids also become URL
+path segments, and a dot segment would be removed by URL normalisation (`project: ".."` would
+silently drop the segment before it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def check_id(value: object, field: str) -> str:
         raise InvalidInput(f"{field} must not be empty", field=field)
     if len(value) > MAX_ID_LENGTH:
         raise InvalidInput(f"{field} is longer than {MAX_ID_LENGTH} characters", field=field)
+    if not value.strip("."):
+        raise InvalidInput(f"{field} must not consist only of dots (. and .. are not usable as ids)", field=field)
     if _FORBIDDEN.search(value):
         raise InvalidInput(
             f"{field} contains a character not allowed in an id (/ \\ # ? | or a control character)",

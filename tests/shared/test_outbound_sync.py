@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.adapters import store
-from shared.core import outbound, sync
+from shared.core import outbound
 from shared.core.errors import InvalidInput, TransientError
 from shared.core.models import Group, GroupChange, GroupState, Identity, Integration, Link, OrgLink, User
 from shared.flows import jobs
@@ -292,25 +292,6 @@ def test_inbound_assignment_is_not_echoed(ado: Setup) -> None:
 
     assert ado.calls() == []
     assert ado.activity() == []
-
-
-def test_resolve_actions_of_the_reference() -> None:
-    """Reference items 46 and 47 (the pure decision; a failed states lookup never reaches it here)."""
-    done = ["Resolved", "Closed"]
-    assert sync.status_action("Active", "Resolved", done) == "resolve"
-    assert sync.status_action("Resolved", "Active", done) == "unresolve"
-    assert sync.status_action(None, "New", done) == "unresolve"
-    assert sync.status_action("Resolved", "Closed", done) == "noop"
-    assert sync.status_action("Active", "Resolved", []) == "unresolve"
-
-
-def test_status_plan_is_pure_and_case_insensitive_on_project_ids() -> None:
-    link = Link(org_id="o", group_id="g", account_id="a", key="1", project_id="ABC")
-    group = Group(org_id="o", group_id="g", project_id="p", title="t", status="resolved")
-    plan = outbound_sync.status_plan({"sync_status_forward": {"abc": {"on_resolve": "Done"}}}, link, group)
-    assert plan.ops == [{"op": "replace", "path": "/fields/System.State", "value": "Done"}]
-    unmapped = outbound_sync.status_plan({"sync_status_forward": True}, link, group)
-    assert unmapped.ops is None and "on_resolve" in unmapped.detail["reason"]
 
 
 def test_push_record_never_goes_down(uid: str) -> None:

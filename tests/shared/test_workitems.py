@@ -376,12 +376,3 @@ def test_search_rejects_bad_params(ado: Setup, params: dict[str, str], status: i
 def test_search_unknown_integration_is_404(uid: str) -> None:
     with pytest.raises(NotFound):
         workitems.search(f"missing-{uid}", {"field": "externalIssue", "query": "x"})
-
-
-def test_type_names_from_categories() -> None:
-    categories = [{"defaultWorkItemType": {"name": "Bug", "url": "https://x/_apis/wit/workItemTypes/Bug"},
-                   "workItemTypes": [{"name": "Product Backlog Item",
-                                      "url": "https://x/_apis/wit/workItemTypes/Microsoft.VSTS.WorkItemTypes.PBI"}]}]
-    names = workitems.type_names(categories)
-    assert names["microsoft.vsts.workitemtypes.pbi"] == "Product Backlog Item"
-    assert names["bug"] == "Bug"
