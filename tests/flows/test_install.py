@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from conftest import drain
+import requests
 
-from shared.adapters import storage, store
+from shared import compose, config
+from shared.adapters import integrations, storage
 from shared.adapters.ado_auth import PatAuth
 from shared.adapters.ado_client import AdoClient
-from shared.core import secrets
-from shared.core.errors import AdoAuthError, AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
+from shared.compose import Services
+from shared.core import hooks, secrets
+from shared.core.errors import AdoError, ConfigError, InvalidInput, NotFound, Unprocessable
+from shared.core.hooks import hook_body
 from shared.core.models import Identity, Repository
-from shared.flows import install
+from shared.flows import install, migration
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
@@ -55,12 +60,33 @@ def ado(sandbox_ado: Any, env: pytest.MonkeyPatch, uid: str) -> Ado:
 
 
 def partition_rows(account_id: str) -> list[dict[str, Any]]:
-    return [dict(e) for e in storage.table(store.INTEGRATIONS).query_entities(
+    return [dict(e) for e in storage.table(integrations.TABLE).query_entities(
         "PartitionKey eq @pk", parameters={"pk": account_id})]
 
 
-def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> None:
-    reply = install.install(ado.account_id, ado.body())
+class RefusingHookCreation(requests.Session):
+    """An HTTP session on which Azure DevOps answers every service hook creation with 403."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if method == "POST" and urlsplit(str(url)).path.endswith("/_apis/hooks/subscriptions"):
+            self.refused += 1
+            answer = requests.Response()
+            answer.status_code = 403
+            answer.url = str(url)
+            answer.request = requests.Request(method, str(url)).prepare()
+            answer.headers["Content-Type"] = "application/json; charset=utf-8"
+            answer._content = json.dumps({"message": "TF400813: The user is not authorized to access this resource.",
+                                          "typeKey": "UnauthorizedRequestException"}).encode()
+            return answer
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_install_creates_the_hook_and_stores_only_the_secret_hash(svc: Services, ado: Ado) -> None:
+    reply = install.install(svc, ado.account_id, ado.body())
 
     [hook] = ado.hooks()
     inputs = hook["consumerInputs"]
@@ -72,7 +98,7 @@ def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> N
     assert (inputs["resourceDetailsToSend"], inputs["messagesToSend"]) == ("all", "none")
     assert not hook["publisherInputs"].get("projectId")
 
-    integration = store.get_integration(ado.account_id)
+    integration = svc.store.integrations.get(ado.account_id)
     assert integration is not None
     assert integration.account_name == ado.name
     assert integration.domain_name == ado.sandbox.instance_url(ado.name)
@@ -80,7 +106,7 @@ def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> N
     assert integration.status == "active"
     assert secrets.matches(secret, integration.secret_hash)
     assert secret not in json.dumps(partition_rows(ado.account_id), default=str)
-    link = store.get_org_link(ado.account_id, ado.org_id)
+    link = svc.store.integrations.get_org_link(ado.account_id, ado.org_id)
     assert link is not None and link.status == "active"
 
     view = reply.body
@@ -93,95 +119,89 @@ def test_install_creates_the_hook_and_stores_only_the_secret_hash(ado: Ado) -> N
     assert secret not in shown and ado.pat not in shown and integration.secret_hash not in shown
 
 
-def test_install_removes_stray_hooks_to_the_same_url_but_not_others(
-        ado: Ado, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.subscription import hook_body
-
-    from shared import subscription
-
-    monkeypatch.setattr(subscription, "STRAY_MIN_AGE", 0.0)  # the stray below is seconds old
+def test_install_removes_stray_hooks_to_the_same_url_but_not_others(ado: Ado) -> None:
     # A hook left by an earlier create that timed out, and somebody else's hook.
     stray = ado.client().create_subscription(hook_body(WEBHOOK, "old-secret"))
     other = ado.client().create_subscription(hook_body("https://elsewhere.example.test/hook", "x"))
+    # Install runs long enough after them that the stray is no longer anybody's create in progress.
+    later = compose.build(clock=lambda: time.time() + hooks.STRAY_MIN_AGE + 60)
 
-    install.install(ado.account_id, ado.body())
+    install.install(later, ado.account_id, ado.body())
 
     ids = {hook["id"] for hook in ado.hooks()}
-    integration = store.get_integration(ado.account_id)
+    integration = later.store.integrations.get(ado.account_id)
     assert integration is not None
     assert ids == {integration.subscription_id, other["id"]}
     assert stray["id"] not in ids
 
 
-def test_a_hook_created_moments_ago_is_not_taken_for_a_stray(ado: Ado) -> None:
-    from shared.subscription import hook_body
-
+def test_a_hook_created_moments_ago_is_not_taken_for_a_stray(svc: Services, ado: Ado) -> None:
     # Another install request for this organization, still finishing, created this one.
     in_flight = ado.client().create_subscription(hook_body(WEBHOOK, "their-secret"))
-    install.install(ado.account_id, ado.body())
+    install.install(svc, ado.account_id, ado.body())
     assert in_flight["id"] in {hook["id"] for hook in ado.hooks()}
 
 
-def test_reinstall_reuses_an_enabled_hook(ado: Ado) -> None:
-    install.install(ado.account_id, ado.body())
+def test_reinstall_reuses_an_enabled_hook(svc: Services, ado: Ado) -> None:
+    install.install(svc, ado.account_id, ado.body())
     [first] = ado.hooks()
-    before = store.get_integration(ado.account_id)
+    before = svc.store.integrations.get(ado.account_id)
 
-    install.install(ado.account_id, ado.body(organization_id=ado.org_id + "-2"))
+    install.install(svc, ado.account_id, ado.body(organization_id=ado.org_id + "-2"))
 
     assert [h["id"] for h in ado.hooks()] == [first["id"]]
-    after = store.get_integration(ado.account_id)
+    after = svc.store.integrations.get(ado.account_id)
     assert after is not None and before is not None
     assert (after.subscription_id, after.secret_hash) == (before.subscription_id, before.secret_hash)
-    assert len(store.read_integration(ado.account_id).links) == 2
+    assert len(svc.store.integrations.read(ado.account_id).links) == 2
 
 
 @pytest.mark.parametrize("damage", ["missing", "disabledBySystem", "disabledByUser"])
-def test_reinstall_replaces_a_missing_or_disabled_hook(ado: Ado, damage: str) -> None:
-    install.install(ado.account_id, ado.body())
+def test_reinstall_replaces_a_missing_or_disabled_hook(svc: Services, ado: Ado, damage: str) -> None:
+    install.install(svc, ado.account_id, ado.body())
     [old] = ado.hooks()
     if damage == "missing":
         ado.client().delete_subscription(old["id"])
     else:
         ado.sandbox.set_subscription_status(ado.name, old["id"], damage)
 
-    install.install(ado.account_id, ado.body())
+    install.install(svc, ado.account_id, ado.body())
 
     [new] = ado.hooks()
     assert new["id"] != old["id"] and new["status"] == "enabled"
-    integration = store.get_integration(ado.account_id)
+    integration = svc.store.integrations.get(ado.account_id)
     assert integration is not None and integration.subscription_id == new["id"]
     assert secrets.matches(new["consumerInputs"]["basicAuthPassword"], integration.secret_hash)
 
 
-def test_reinstall_replaces_a_hook_pointing_at_an_old_webhook_url(ado: Ado, env: pytest.MonkeyPatch) -> None:
-    install.install(ado.account_id, ado.body())
+def test_reinstall_replaces_a_hook_pointing_at_an_old_webhook_url(
+        svc: Services, ado: Ado, env: pytest.MonkeyPatch) -> None:
+    install.install(svc, ado.account_id, ado.body())
     env.setenv("WEBHOOK_URL", "https://moved.example.test/api/vsts/issue-updated")
-    from shared import config
     config.reset()
 
-    install.install(ado.account_id, ado.body())
+    install.install(svc, ado.account_id, ado.body())
 
     [hook] = ado.hooks()
     assert hook["consumerInputs"]["url"] == "https://moved.example.test/api/vsts/issue-updated"
 
 
 @pytest.mark.parametrize("domain", [None, "orgname.visualstudio.com", "http://insecure.example/"])
-def test_domain_name_is_looked_up_when_missing_or_malformed(ado: Ado, domain: str | None) -> None:
+def test_domain_name_is_looked_up_when_missing_or_malformed(svc: Services, ado: Ado, domain: str | None) -> None:
     body = ado.body(domain_name=domain) if domain else ado.body()
 
-    install.install(ado.account_id, body)
+    install.install(svc, ado.account_id, body)
 
-    integration = store.get_integration(ado.account_id)
+    integration = svc.store.integrations.get(ado.account_id)
     assert integration is not None and integration.domain_name == ado.sandbox.instance_url(ado.name)
 
 
-def test_a_refused_hook_creation_is_explained_and_leaves_nothing(ado: Ado) -> None:
+def test_a_refused_hook_creation_is_explained_and_leaves_nothing(svc: Services, ado: Ado) -> None:
     bad = ado.body(domain_name=ado.sandbox.instance_url(ado.name),
                    identity={"kind": "pat", "access_token": "not-a-known-pat"})
 
     with pytest.raises(Unprocessable) as caught:
-        install.install(ado.account_id, bad)
+        install.install(svc, ado.account_id, bad)
 
     assert "third-party application access via OAuth" in caught.value.message
     assert "project administrator" in caught.value.message
@@ -190,77 +210,76 @@ def test_a_refused_hook_creation_is_explained_and_leaves_nothing(ado: Ado) -> No
     assert partition_rows(ado.account_id) == []
     assert ado.hooks() == []
 
-    install.install(ado.account_id, ado.body())
+    install.install(svc, ado.account_id, ado.body())
     assert len(ado.hooks()) == 1
-    assert store.get_integration(ado.account_id) is not None
+    assert svc.store.integrations.get(ado.account_id) is not None
 
 
-def test_a_403_on_hook_creation_leaves_nothing(ado: Ado, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(self: AdoClient, body: dict[str, Any]) -> dict[str, Any]:
-        raise AdoAuthError("Azure DevOps refused our credential (HTTP 403)", http_status=403)
+def test_a_403_on_hook_creation_leaves_nothing(svc: Services, ado: Ado) -> None:
+    refusing = RefusingHookCreation()
 
-    monkeypatch.setattr(AdoClient, "create_subscription", refuse)
     with pytest.raises(Unprocessable, match="Please ensure"):
-        install.install(ado.account_id, ado.body())
+        install.install(compose.build(session=refusing), ado.account_id, ado.body())
+
+    assert refusing.refused == 1
     assert partition_rows(ado.account_id) == []
+    assert ado.hooks() == []
 
-    monkeypatch.undo()
-    install.install(ado.account_id, ado.body())
-    assert store.get_integration(ado.account_id) is not None
+    install.install(svc, ado.account_id, ado.body())
+    assert svc.store.integrations.get(ado.account_id) is not None
 
 
-def test_a_reinstall_refused_by_ado_keeps_the_working_integration(ado: Ado) -> None:
-    install.install(ado.account_id, ado.body())
-    before = store.load_identity(ado.account_id)
+def test_a_reinstall_refused_by_ado_keeps_the_working_integration(svc: Services, ado: Ado) -> None:
+    install.install(svc, ado.account_id, ado.body())
+    before = svc.store.integrations.load_identity(ado.account_id)
     [hook] = ado.hooks()
     ado.sandbox.set_subscription_status(ado.name, hook["id"], "disabledBySystem")
 
     with pytest.raises(Unprocessable):
-        install.install(ado.account_id, ado.body(identity={"kind": "pat", "access_token": "revoked"}))
+        install.install(svc, ado.account_id, ado.body(identity={"kind": "pat", "access_token": "revoked"}))
 
-    after = store.load_identity(ado.account_id)
+    after = svc.store.integrations.load_identity(ado.account_id)
     assert before is not None and after is not None and after[0].access_token == ado.pat
-    integration = store.get_integration(ado.account_id)
+    integration = svc.store.integrations.get(ado.account_id)
     assert integration is not None and integration.subscription_id == hook["id"]
 
 
-def test_install_without_webhook_url_writes_nothing(ado: Ado, env: pytest.MonkeyPatch) -> None:
+def test_install_without_webhook_url_writes_nothing(svc: Services, ado: Ado, env: pytest.MonkeyPatch) -> None:
     env.delenv("WEBHOOK_URL")
-    from shared import config
     config.reset()
     ado.sandbox.reset_calls()
 
     with pytest.raises(ConfigError, match="WEBHOOK_URL is not set") as caught:
-        install.install(ado.account_id, ado.body())
+        install.install(svc, ado.account_id, ado.body())
     assert caught.value.status == 500  # a server setting is missing: not the caller's fault
 
     assert partition_rows(ado.account_id) == []
     assert not [c for c in ado.sandbox.calls if ado.name in c["path"]]
 
 
-def test_post_install_queues_one_migration_per_legacy_repository(ado: Ado) -> None:
-    drain("migrate-repo")
+def test_post_install_queues_one_migration_per_legacy_repository(recording_svc: Services, ado: Ado) -> None:
     org = ado.org_id
-    store.put_repository(Repository(org, "legacy", "ProjectA/one", "visualstudio", "1"))
-    store.put_repository(Repository(org, "vsts", "ProjectA/two", "integrations:vsts", "2"))
-    store.put_repository(Repository(org, "done", "ProjectA/three", "integrations:vsts", "3", integration_id="x"))
-    store.put_repository(Repository(org, "github", "acme/four", "github", "4"))
+    repositories = recording_svc.store.repositories
+    repositories.put(Repository(org, "legacy", "ProjectA/one", "visualstudio", "1"))
+    repositories.put(Repository(org, "vsts", "ProjectA/two", "integrations:vsts", "2"))
+    repositories.put(Repository(org, "done", "ProjectA/three", "integrations:vsts", "3", integration_id="x"))
+    repositories.put(Repository(org, "github", "acme/four", "github", "4"))
 
-    install.install(ado.account_id, ado.body())
+    install.install(recording_svc, ado.account_id, ado.body())
 
-    mine = [m for m in drain("migrate-repo") if m.get("organization_id") == org]
-    assert sorted(m["repo_id"] for m in mine) == ["legacy", "vsts"]
-    assert {m["integration_id"] for m in mine} == {ado.account_id}
+    queued = recording_svc.send.messages(migration.QUEUE)  # type: ignore[attr-defined]
+    assert sorted(m["repo_id"] for m in queued) == ["legacy", "vsts"]
+    assert {(m["integration_id"], m["organization_id"]) for m in queued} == {(ado.account_id, org)}
 
 
-def test_oauth_identity_is_stored_with_its_expiry(ado: Ado) -> None:
+def test_oauth_identity_is_stored_with_its_expiry(svc: Services, ado: Ado) -> None:
     token = ado.sandbox.issue_token(ado.name)
     identity = {"kind": "oauth", "access_token": token["access_token"], "refresh_token": token["refresh_token"],
                 "expires_at": "2031-01-02T03:04:05Z"}
 
-    install.install(ado.account_id, ado.body(identity=identity))
+    install.install(svc, ado.account_id, ado.body(identity=identity))
 
-    loaded = store.load_identity(ado.account_id)
+    loaded = svc.store.integrations.load_identity(ado.account_id)
     assert loaded is not None
     assert loaded[0].kind == "oauth" and loaded[0].refresh_token == token["refresh_token"]
     assert loaded[0].expires_at == datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
@@ -279,88 +298,92 @@ def test_oauth_identity_is_stored_with_its_expiry(ado: Ado) -> None:
     ({"config": {"sync_comments": "yes"}}, "sync_comments"),
     ({"config": {"sync_everything": True}}, "sync_everything"),
 ])
-def test_invalid_bodies_are_rejected_before_anything_happens(ado: Ado, change: dict[str, Any], field: str) -> None:
+def test_invalid_bodies_are_rejected_before_anything_happens(
+        svc: Services, ado: Ado, change: dict[str, Any], field: str) -> None:
+    ado.sandbox.reset_calls()
+
     with pytest.raises(InvalidInput) as caught:
-        install.install(ado.account_id, ado.body(**change))
+        install.install(svc, ado.account_id, ado.body(**change))
     assert caught.value.status == 422
     assert caught.value.field == field
     assert partition_rows(ado.account_id) == []
+    assert not [c for c in ado.sandbox.calls if ado.name in c["path"]]
 
 
-def test_org_config_is_validated_and_replaced(ado: Ado) -> None:
-    config = {"sync_status_forward": {ado.project_id: {"on_resolve": "Resolved", "on_unresolve": "Active"}},
-              "sync_status_reverse": True, "sync_reverse_assignment": True,
-              "inbound_status": {ado.project_id: {"resolve": ["Closed"], "unresolve": ["New"]}}}
-    install.install(ado.account_id, ado.body(config=config))
-    link = store.get_org_link(ado.account_id, ado.org_id)
+def test_org_config_is_validated_and_replaced(svc: Services, ado: Ado) -> None:
+    settings = {"sync_status_forward": {ado.project_id: {"on_resolve": "Resolved", "on_unresolve": "Active"}},
+                "sync_status_reverse": True, "sync_reverse_assignment": True,
+                "inbound_status": {ado.project_id: {"resolve": ["Closed"], "unresolve": ["New"]}}}
+    install.install(svc, ado.account_id, ado.body(config=settings))
+    link = svc.store.integrations.get_org_link(ado.account_id, ado.org_id)
     assert link is not None and link.flag("sync_status_reverse") and link.flag("sync_status_forward")
     assert link.config["inbound_status"][ado.project_id]["resolve"] == ["Closed"]
 
     with pytest.raises(InvalidInput, match=r"Resolve and unresolve status are required\."):
-        install.put_org_config(ado.account_id, ado.org_id,
+        install.put_org_config(svc, ado.account_id, ado.org_id,
                                {"sync_status_forward": {ado.project_id: {"on_resolve": "Resolved"}}})
-    reply = install.put_org_config(ado.account_id, ado.org_id, {"sync_status_forward": {}, "sync_comments": True})
+    reply = install.put_org_config(svc, ado.account_id, ado.org_id, {"sync_status_forward": {}, "sync_comments": True})
 
     assert reply.body["config"]["sync_comments"] is True
-    link = store.get_org_link(ado.account_id, ado.org_id)
+    link = svc.store.integrations.get_org_link(ado.account_id, ado.org_id)
     assert link is not None and not link.flag("sync_status_forward") and not link.flag("sync_status_reverse")
     assert link.flag("sync_comments")
     # A re-install without config keeps the link's config.
-    install.install(ado.account_id, ado.body())
-    link = store.get_org_link(ado.account_id, ado.org_id)
+    install.install(svc, ado.account_id, ado.body())
+    link = svc.store.integrations.get_org_link(ado.account_id, ado.org_id)
     assert link is not None and link.flag("sync_comments")
     with pytest.raises(NotFound):
-        install.put_org_config(ado.account_id, "unknown-org", {})
+        install.put_org_config(svc, ado.account_id, "unknown-org", {})
 
 
-def test_view_of_an_unknown_integration_is_404(uid: str) -> None:
+def test_view_of_an_unknown_integration_is_404(svc: Services, uid: str) -> None:
     with pytest.raises(NotFound):
-        install.integration_view(f"nobody-{uid}")
+        install.integration_view(svc, f"nobody-{uid}")
 
 
-def test_ado_repositories_lists_project_and_name(ado: Ado) -> None:
+def test_ado_repositories_lists_project_and_name(svc: Services, ado: Ado) -> None:
     repo_id = ado.sandbox.add_repository(ado.name, "ProjectA", "cool-service")
-    install.install(ado.account_id, ado.body())
+    install.install(svc, ado.account_id, ado.body())
 
-    reply = install.ado_repositories(ado.account_id)
+    reply = install.ado_repositories(svc, ado.account_id)
 
     assert reply.body == [{"name": "ProjectA/cool-service", "identifier": repo_id}]
     with pytest.raises(NotFound):
-        install.ado_repositories(f"nobody-{ado.account_id}")
+        install.ado_repositories(svc, f"nobody-{ado.account_id}")
 
 
-def test_ado_repositories_errors_are_clear(ado: Ado) -> None:
-    install.install(ado.account_id, ado.body())
+def test_ado_repositories_errors_are_clear(svc: Services, ado: Ado) -> None:
+    install.install(svc, ado.account_id, ado.body())
     ado.sandbox.set_git_unauthorized(ado.name)
     try:
         with pytest.raises(AdoError) as caught:
-            install.ado_repositories(ado.account_id)
+            install.ado_repositories(svc, ado.account_id)
     finally:
         ado.sandbox.set_git_unauthorized(ado.name, False)
     assert caught.value.status == 502
     assert "Could not list the repositories" in caught.value.message
 
 
-def test_ado_repositories_when_token_refresh_is_refused(ado: Ado) -> None:
-    install.install(ado.account_id, ado.body())
-    store.save_identity(ado.account_id, Identity(kind="oauth", access_token="expired", refresh_token="refused",
-                                                 expires_at=1.0))
+def test_ado_repositories_when_token_refresh_is_refused(svc: Services, ado: Ado) -> None:
+    install.install(svc, ado.account_id, ado.body())
+    svc.store.integrations.save_identity(ado.account_id, Identity(
+        kind="oauth", access_token="expired", refresh_token="refused", expires_at=1.0))
 
     with pytest.raises(AdoError) as caught:
-        install.ado_repositories(ado.account_id)
+        install.ado_repositories(svc, ado.account_id)
 
     assert caught.value.status == 502
     assert "Token refresh was refused" in caught.value.message
 
 
-def test_client_for_repairs_and_saves_a_malformed_domain(ado: Ado) -> None:
-    install.install(ado.account_id, ado.body())
-    store.update_integration(ado.account_id, lambda i: replace(i, domain_name="x.visualstudio.com"))
-    integration = store.get_integration(ado.account_id)
+def test_ado_client_repairs_and_saves_a_malformed_domain(svc: Services, ado: Ado) -> None:
+    install.install(svc, ado.account_id, ado.body())
+    svc.store.integrations.update(ado.account_id, lambda i: replace(i, domain_name="x.visualstudio.com"))
+    integration = svc.store.integrations.get(ado.account_id)
     assert integration is not None
 
-    client = install.client_for(integration)
+    client = svc.ado(integration)
 
     assert client.base_url == ado.sandbox.instance_url(ado.name)
-    saved = store.get_integration(ado.account_id)
+    saved = svc.store.integrations.get(ado.account_id)
     assert saved is not None and saved.domain_name == ado.sandbox.instance_url(ado.name)
