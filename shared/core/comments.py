@@ -24,6 +24,7 @@ from markdownify import ATX, BACKSLASH, MarkdownConverter
 
 from shared.core.errors import InvalidInput
 from shared.core.rendering import markdown_html, safe_url
+from shared.core.validate import is_number
 
 WORKITEM_COMMENTED = "workitem.commented"
 # ADO stores a comment like a long-text field: at most 1M characters ("Work tracking, process, and
@@ -295,7 +296,7 @@ def _id(value: Any, field: str) -> str:
 
 
 def _int(value: Any, field: str, *, minimum: int) -> int:
-    if isinstance(value, str) and value.isdigit() and len(value) < 11:
+    if isinstance(value, str) and is_number(value) and len(value) < 11:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value < 2**31:
         raise InvalidInput(f"Payload has no usable {field}", field=field)

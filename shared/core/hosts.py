@@ -225,7 +225,10 @@ def webhook_url_problem(url: str) -> str | None:
         return "the webhook URL contains whitespace, control characters or backslashes"
     if not url.isascii():
         return "the webhook URL must be ASCII"
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "the webhook URL is not a valid URL"
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
         return "the webhook URL must be an https:// URL"

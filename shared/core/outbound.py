@@ -16,6 +16,7 @@ from typing import Any
 from shared.core.errors import InvalidInput
 from shared.core.keys import check_id
 from shared.core.models import Group, GroupState, Link, OrgLink, Push
+from shared.core.validate import is_number
 
 QUEUE = "sync-outbound"
 KINDS = ("status", "assignee")
@@ -40,7 +41,7 @@ def parse_message(message: dict[str, Any]) -> OutboundMessage:
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
     key = message.get("key")
     key = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
-    if not isinstance(key, str) or not key.isdigit() or len(key) > 12:
+    if not isinstance(key, str) or not is_number(key) or len(key) > 12:
         raise InvalidInput("key must be a work item id", field="key")
     version = message.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):

@@ -37,6 +37,11 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def is_number(text: str) -> bool:
+    """Whether `text` is a non-empty run of ASCII digits (`str.isdigit` also accepts "²" and "٣")."""
+    return text.isascii() and text.isdigit()
+
+
 def is_json_type(content_type: str | None) -> bool:
     """Whether a Content-Type header names JSON (`application/json`, parameters such as charset allowed)."""
     return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.core.errors import InvalidInput
 from shared.core.keys import check_id
-from shared.core.validate import DuplicateKey, strict_json
+from shared.core.validate import DuplicateKey, is_number, strict_json
 
 MAX_BODY = 2 * 1024 * 1024
 WORKITEM_UPDATED = "workitem.updated"
@@ -150,7 +150,7 @@ def _work_item_id(value: Any) -> str | None:
         return None
     if isinstance(value, int) and value > 0:
         return str(value)
-    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+    if isinstance(value, str) and is_number(value) and len(value) < 20:
         return value
     return None
 

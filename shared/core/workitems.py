@@ -11,16 +11,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
-from xml.etree.ElementTree import Element
-
-import markdown
-from markdown.treeprocessors import Treeprocessor
+from urllib.parse import unquote
 
 from shared.core import validate
 from shared.core.errors import AdoBadRequest, AdoNotFound, Unprocessable
 from shared.core.keys import check_id
 from shared.core.models import Link
+from shared.core.rendering import markdown_html
 from shared.core.webhook import email_of
 
 MAX_TITLE = 128
@@ -38,7 +35,8 @@ RESERVED_FIELDS = {
     "System.IterationPath": "iteration_path",
     "System.Tags": "tags",
 }
-SAFE_SCHEMES = ("http", "https", "mailto", "")
+# Azure DevOps matches field reference names without regard to case.
+RESERVED_BY_LOWER = {name.lower(): name for name in RESERVED_FIELDS}
 RULE_ERROR = re.compile(r"TF401320: Rule Error for field ([^.]+)\.")
 TREE_ERROR = re.compile(r"TF401347:.*'(System\.AreaPath|System\.IterationPath)'")
 TREE_FIELDS = {"System.AreaPath": "area_path", "System.IterationPath": "iteration_path"}
@@ -52,24 +50,9 @@ def marker(account_id: str, org_id: str, group_id: str) -> str:
     return MARKER_PREFIX + digest
 
 
-class _SafeLinks(Treeprocessor):
-    """Drop link and image targets whose scheme is not http(s), mailto or relative."""
-
-    def run(self, root: Element) -> None:
-        for element in root.iter():
-            for attribute in ("href", "src"):
-                target = element.get(attribute)
-                if target is not None and urlsplit(target.strip()).scheme.lower() not in SAFE_SCHEMES:
-                    element.set(attribute, "")
-
-
 def description_html(text: str) -> str:
     """Markdown → HTML; raw HTML in the source is escaped (shown as text), never passed through."""
-    renderer = markdown.Markdown()
-    renderer.preprocessors.deregister("html_block")
-    renderer.inlinePatterns.deregister("html")
-    renderer.treeprocessors.register(_SafeLinks(renderer), "safe_links", 0)
-    return renderer.convert(text)
+    return markdown_html(text)
 
 
 def short_title(title: str) -> str:
@@ -140,8 +123,9 @@ def _custom_fields(body: dict[str, Any]) -> dict[str, Any]:
     for name, value in fields.items():
         if not REFERENCE_NAME.match(name) or len(name) > 256:
             raise validate.invalid("fields", f"{name!r} is not a field reference name (like Custom.Severity)")
-        if name in RESERVED_FIELDS:
-            raise validate.invalid("fields", f"set {name} with `{RESERVED_FIELDS[name]}`, not in fields")
+        reserved = RESERVED_BY_LOWER.get(name.lower())
+        if reserved:
+            raise validate.invalid("fields", f"set {name} with `{RESERVED_FIELDS[reserved]}`, not in fields")
         if value is None or not isinstance(value, str | int | float | bool):
             raise validate.invalid("fields", f"{name}: the value must be a string, number or boolean")
         if isinstance(value, str) and len(value) > validate.MAX_TEXT:

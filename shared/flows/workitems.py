@@ -234,7 +234,7 @@ def link_issue(svc: Services, account_id: str, org_id: str, body: dict[str, Any]
     group_id = check_id(validate.required_text(body, "group_id"), "group_id")
     key = body.get("key")
     key = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
-    if not isinstance(key, str) or not key.strip().isdigit() or len(key.strip()) > 12:
+    if not isinstance(key, str) or not validate.is_number(key.strip()) or len(key.strip()) > 12:
         raise validate.invalid("key", "must be a work item id (a number)")
     key = str(int(key))
     integration, _ = linked_integration(svc, account_id, org_id)

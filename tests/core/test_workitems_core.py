@@ -141,10 +141,6 @@ def test_custom_field_values(fields: dict[str, Any], value: Any) -> None:
                             ("System.IterationPath", "iteration_path"), ("System.Tags", "tags")]],
         pytest.param(
             {"fields": {"system.title": "x" * 300}}, "fields", 422, "with `title`", id="reserved-any-case",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                    reason="BUG: the reserved-field check is case-sensitive, but Azure DevOps "
-                                           "field reference names are not: `system.title` sets the title a second "
-                                           "time (uncut), `system.tags` replaces the tags"),
         ),
     ],
 )
@@ -197,17 +193,12 @@ def test_description_html(text: str, expected: str) -> None:
         pytest.param("[l](<javascript:alert(1)>)", id="angle-bracket-target"),
         pytest.param(
             "[l](&#106;avascript:alert(1))", id="entity-encoded-scheme-letter",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: _SafeLinks checks the target before entities are "
-                                    "decoded; href=\"&#106;avascript:alert(1)\" is javascript: to a browser"),
         ),
         pytest.param(
             "[l](javascript&#58;alert(1))", id="entity-encoded-colon",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: `&#58;` hides the scheme colon from urlsplit; the "
-                                    "browser decodes it to javascript:alert(1)"),
         ),
         pytest.param(
             "![i](&#100;ata:text/html,x)", id="entity-encoded-data-image",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: entity-encoded data: image source survives"),
         ),
     ],
 )

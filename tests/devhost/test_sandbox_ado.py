@@ -535,7 +535,9 @@ def test_standalone_server_writes_env_and_stops_on_sigterm(tmp_path: Path) -> No
             "ADO_ACCOUNT_LOOKUP_URL",
             "ADO_SEARCH_URL",
             "ADO_GRAPH_USERS_URL",
+            "ADO_SERVER_HOSTS",
         }
+        assert f"https://{env['ADO_SERVER_HOSTS']}/" in env["ADO_TOKEN_URL"] + "/"
         lookup = env["ADO_ACCOUNT_LOOKUP_URL"].format(account_id="00000000-0000-4000-8000-00000000a001")
         found = requests.get(lookup, verify=env["REQUESTS_CA_BUNDLE"], timeout=5)
         assert found.status_code == 200 and found.json()["locationUrl"].endswith("/sandbox/")
