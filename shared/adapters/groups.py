@@ -37,8 +37,9 @@ PUSH = "push"
 CREATION = "creation"
 ACTIVITY = "activity"
 MAX_TEXT = 8000  # characters of free text kept on a row (a property holds at most 32K)
-READ_FILTER = ("PartitionKey eq @pk and ((RowKey ge @clow and RowKey lt @chigh) or (RowKey eq @group) or "
-               "(RowKey ge @llow and RowKey lt @lhigh) or (RowKey ge @plow and RowKey lt @phigh))")
+# The SDK substitutes `@name` only as a whole space-separated word: keep a space before each `)`.
+READ_FILTER = ("PartitionKey eq @pk and ((RowKey ge @clow and RowKey lt @chigh ) or (RowKey eq @group ) or "
+               "(RowKey ge @llow and RowKey lt @lhigh ) or (RowKey ge @plow and RowKey lt @phigh ) )")
 
 Decide = Callable[[GroupState | None], GroupChange]
 
@@ -247,7 +248,9 @@ class GroupStore:
         for account_id in change.ended_creations:
             row = join(CREATION, account_id)
             if row in etags:
-                ops.append(("delete", {"PartitionKey": pk, "RowKey": row}, tables.if_match(etags[row])))
+                # A delete takes the ETag condition but no update mode (the SDK rejects `mode` there).
+                condition = {k: v for k, v in tables.if_match(etags[row]).items() if k != "mode"}
+                ops.append(("delete", {"PartitionKey": pk, "RowKey": row}, condition))
         ops += [("create", self._activity_entity(pk, a)) for a in change.activity]
         results = tables.transact(TABLE, ops)
         new = GroupState(
