@@ -454,6 +454,21 @@ def test_state_changed_in_ado_without_reverse_sync_is_overwritten_by_the_tracker
     assert ado.push("status").pushed == message["version"]
 
 
+def test_assignee_changed_in_ado_without_reverse_sync_is_overwritten_by_the_tracker(ado: Setup) -> None:
+    ado.link_through_the_api()
+    ado.sandbox.update_work_item(ado.org, int(ado.key), assigned_to="bob@example.com")
+    moved = ado.rev()
+    (message,) = ado.change(assignee="ann")
+
+    ado.sync(message)
+
+    assert [c["status"] for c in ado.calls() if c["method"] == "PATCH"] == [412, 200]
+    assert ado.patches()[-1] == [{"op": "test", "path": "/rev", "value": moved},
+                                 {"op": "add", "path": "/fields/System.AssignedTo", "value": "Ann.Smith@Example.com"}]
+    assert ado.work_item()["System.AssignedTo"] == "Ann Smith <Ann.Smith@Example.com>"
+    assert ado.state().group.assignee == "ann"
+
+
 def test_work_item_that_keeps_changing_is_retried_later(ado: Setup) -> None:
     ado.link_through_the_api()
     (message,) = ado.change(status="resolved")
