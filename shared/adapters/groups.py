@@ -37,8 +37,9 @@ PUSH = "push"
 CREATION = "creation"
 ACTIVITY = "activity"
 MAX_TEXT = 8000  # characters of free text kept on a row (a property holds at most 32K)
-READ_FILTER = ("PartitionKey eq @pk and ((RowKey ge @clow and RowKey lt @chigh) or (RowKey eq @group) or "
-               "(RowKey ge @llow and RowKey lt @lhigh) or (RowKey ge @plow and RowKey lt @phigh))")
+# The SDK substitutes `@name` only as a whole space-separated word: keep a space before each `)`.
+READ_FILTER = ("PartitionKey eq @pk and ((RowKey ge @clow and RowKey lt @chigh ) or (RowKey eq @group ) or "
+               "(RowKey ge @llow and RowKey lt @lhigh ) or (RowKey ge @plow and RowKey lt @phigh ) )")
 
 Decide = Callable[[GroupState | None], GroupChange]
 

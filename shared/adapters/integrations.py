@@ -131,7 +131,7 @@ class IntegrationStore:
         check_id(account_id, "account_id")
         low, high = tables.prefix_range(ORG_PREFIX)
         rows = tables.query(TABLE, "PartitionKey eq @pk and (RowKey eq @integration or "
-                            "(RowKey ge @low and RowKey lt @high))",
+                            "(RowKey ge @low and RowKey lt @high ) )",
                             pk=account_id, integration=RK_INTEGRATION, low=low, high=high)
         return self._state(rows)[0]
 
@@ -142,7 +142,7 @@ class IntegrationStore:
         low, high = tables.prefix_range(ORG_PREFIX)
         wi_low, wi_high = tables.prefix_range(join("wi", key, ""))
         rows = tables.query(TABLE, "PartitionKey eq @pk and (RowKey eq @integration or "
-                            "(RowKey ge @low and RowKey lt @high) or (RowKey ge @wlow and RowKey lt @whigh))",
+                            "(RowKey ge @low and RowKey lt @high ) or (RowKey ge @wlow and RowKey lt @whigh ) )",
                             pk=account_id, integration=RK_INTEGRATION, low=low, high=high, wlow=wi_low,
                             whigh=wi_high)
         return self._state(rows)
@@ -197,7 +197,7 @@ class IntegrationStore:
 
         Streams page by page: one page and one integration in memory.
         """
-        flt = "(RowKey eq @integration or (RowKey ge @low and RowKey lt @high))"
+        flt = "(RowKey eq @integration or (RowKey ge @low and RowKey lt @high ) )"
         low, high = tables.prefix_range(ORG_PREFIX)
         params: dict[str, str] = {"integration": RK_INTEGRATION, "low": low, "high": high}
         if after is not None:

@@ -249,13 +249,22 @@ def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
     log.info("outbound.conflict", extra={**job.extra(), "field_changed": moved})
     if moved:
         apply_observation(job.svc, job.integration, job.org_link, state, link.key, observed)
-    else:
-        # Only other fields changed: the push goes ahead from the new revision.
-        field = "state" if job.msg.kind == "status" else "assignee"
-        advanced = replace(link, **{f"{field}_rev": max(rev, getattr(link, f"{field}_rev"))})
-        job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id,
-                                    lambda cur: GroupChange(links=[advanced]) if cur else GroupChange(), known=state)
-    fresh = job.svc.store.groups.read(job.msg.organization_id, job.msg.group_id)
+
+    def advance(current: GroupState | None) -> GroupChange:
+        # Only other fields changed, or the field is not synced from Azure DevOps (the guard applied
+        # nothing): the push goes ahead from the new revision, else it would meet 412 again.
+        found = current.links.get((job.msg.integration_id, job.msg.key)) if current else None
+        if found is None:
+            return GroupChange()
+        if job.msg.kind == "status":
+            ahead = found.state_rev < rev
+            found = replace(found, state_rev=rev, state_value=state_value)
+        else:
+            ahead = found.assignee_rev < rev
+            found = replace(found, assignee_rev=rev, assignee_value=assignee_value)
+        return GroupChange(links=[found]) if ahead else GroupChange()
+
+    fresh = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, advance)
     if fresh is None or (job.msg.integration_id, job.msg.key) not in fresh.links:
         raise TransientError("the link disappeared during the push")
     return fresh
