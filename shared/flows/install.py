@@ -197,8 +197,7 @@ def _verify_organization(client: AdoClient, account_id: str) -> None:
     try:
         found = client.organization_id()
     except AdoAuthError as error:
-        raise Unprocessable(f"identity: Azure DevOps refused the credential ({error.message})",
-                            field="identity") from None
+        raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
     except AdoUnavailable:
         raise TransientError("Azure DevOps could not be reached for this organization; retry later") from None
     except AdoError:

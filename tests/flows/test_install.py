@@ -186,14 +186,56 @@ def test_reinstall_replaces_a_hook_pointing_at_an_old_webhook_url(
     assert hook["consumerInputs"]["url"] == "https://moved.example.test/api/vsts/issue-updated"
 
 
-@pytest.mark.parametrize("domain", [None, "orgname.visualstudio.com", "http://insecure.example/"])
-def test_domain_name_is_looked_up_when_missing_or_malformed(svc: Services, ado: Ado, domain: str | None) -> None:
-    body = ado.body(domain_name=domain) if domain else ado.body()
-
-    install.install(svc, ado.account_id, body)
+def test_domain_name_is_looked_up_when_missing(svc: Services, ado: Ado) -> None:
+    install.install(svc, ado.account_id, ado.body())
 
     integration = svc.store.integrations.get(ado.account_id)
     assert integration is not None and integration.domain_name == ado.sandbox.instance_url(ado.name)
+
+
+class Spy(requests.Session):
+    """An HTTP session that records every host it is asked to reach."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hosts: list[str] = []
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.hosts.append(urlsplit(url).netloc)
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.mark.parametrize("domain", [
+    "orgname.visualstudio.com",  # no scheme
+    "http://dev.azure.com/orgname/",  # not https
+    "https://evil.example/orgname/",  # a host that is not Azure DevOps and not allow-listed
+    "https://dev.azure.com.evil.example/orgname/",
+    "https://user@dev.azure.com/orgname/",
+    "https://dev.azure.com/orgname/../other/",
+    "https://169.254.169.254/latest/",
+])
+def test_an_untrusted_domain_name_is_refused_before_any_credential_leaves(ado: Ado, domain: str) -> None:
+    spy = Spy()
+    with pytest.raises(InvalidInput) as caught:
+        install.install(compose.build(session=spy), ado.account_id, ado.body(domain_name=domain))
+    assert caught.value.status == 422 and caught.value.field == "domain_name"
+    assert spy.hosts == [], "nothing may be sent anywhere"
+    assert partition_rows(ado.account_id) == []
+
+
+def test_a_domain_of_another_organization_is_refused(svc: Services, ado: Ado, uid: str) -> None:
+    other = ado.sandbox.add_organization(f"other{uid}", f"acct-other-{uid}")
+    assert other != ado.account_id
+    # A credential that works there: only the organization id tells the two apart.
+    body = ado.body(domain_name=ado.sandbox.instance_url(f"other{uid}"),
+                    identity={"kind": "pat", "access_token": ado.sandbox.add_pat(f"other{uid}")})
+
+    with pytest.raises(Unprocessable) as caught:
+        install.install(svc, ado.account_id, body)
+
+    assert caught.value.field == "domain_name" and ado.account_id in caught.value.message
+    assert partition_rows(ado.account_id) == []
+    assert ado.hooks() == [] and list(ado.sandbox.subscriptions(f"other{uid}")) == []
 
 
 def test_a_refused_hook_creation_is_explained_and_leaves_nothing(svc: Services, ado: Ado) -> None:
