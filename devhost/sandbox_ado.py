@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         token = sandbox.issue_token(args.org, expires_in=3600)
         env = sandbox.environment()
-        Path(args.state_dir, "env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        partial = Path(args.state_dir, "env.partial")  # written whole, then renamed: readers never see half
+        partial.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        partial.replace(Path(args.state_dir, "env"))
         print(f"Sandbox Azure DevOps listening on {sandbox.url}")
         print(f"  organization {args.org}: {sandbox.instance_url(args.org)} (account id {args.account_id})")
         print(f"  project Sandbox ({DEFAULT_PROJECT_ID}), user Sandbox User <sandbox.user@example.com>")

@@ -72,15 +72,22 @@ class User:
     display_name: str
     email: str
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    account: str = ""  # `DOMAIN\\user` on Azure DevOps Server
+
+    @property
+    def unique_name(self) -> str:
+        return self.account or self.email
 
     @property
     def unique(self) -> str:
-        """`Display Name <email>`: the resourceVersion 1.0 identity string."""
-        return f"{self.display_name} <{self.email}>" if self.email else self.display_name
+        """`Display Name <email>` (Server: `Display Name <DOMAIN\\user>`): the resourceVersion 1.0 identity string."""
+        return f"{self.display_name} <{self.unique_name}>" if self.unique_name else self.display_name
 
     @property
     def descriptor(self) -> str:
-        return "aad." + base64.urlsafe_b64encode(self.id.encode()).decode().rstrip("=")
+        """`aad.` subject descriptor (Services), `win.` for a Server domain account."""
+        prefix = "win." if self.account else "aad."
+        return prefix + base64.urlsafe_b64encode(self.id.encode()).decode().rstrip("=")
 
     def identity_ref(self, base_url: str) -> dict[str, Any]:
         avatar = f"{base_url}_apis/GraphProfile/MemberAvatars/{self.descriptor}"
@@ -91,7 +98,7 @@ class User:
             "imageUrl": f"{base_url}_api/_common/identityImage?id={self.id}",
             "descriptor": self.descriptor,
             "_links": {"avatar": {"href": avatar}},
-            "uniqueName": self.email,
+            "uniqueName": self.unique_name,
             "id": self.id,
         }
 
@@ -203,7 +210,9 @@ class Org:
     work_items: dict[int, WorkItem] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     pats: set[str] = field(default_factory=set)
-    pat_only: bool = False
+    server: bool = False  # an Azure DevOps Server collection: /tfs/{name}/, PATs only, DOMAIN\\user identities
+    server_id: str = ""
+    server_domain: str = ""
     required_fields: dict[str, list[str]] = field(default_factory=dict)
     allowed_values: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # project id -> field -> values
     states: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
@@ -211,6 +220,10 @@ class Org:
     next_id: int = 1
     next_comment_id: int = 1000
     watermark: int = 0
+
+    @property
+    def pat_only(self) -> bool:
+        return self.server
 
     @property
     def host_account_id(self) -> str:

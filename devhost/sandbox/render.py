@@ -18,7 +18,27 @@ CONFIDENTIAL_INPUTS = ("basicAuthPassword",)
 
 
 def instance_url(base_url: str, org: Org) -> str:
-    return f"{base_url}{quote(org.name)}/"
+    """`https://host/{org}/` (Services) or `https://host/tfs/{collection}/` (Azure DevOps Server)."""
+    return f"{base_url}tfs/{quote(org.name)}/" if org.server else f"{base_url}{quote(org.name)}/"
+
+
+def resource_containers(base_url: str, org: Org, project_id: str) -> dict[str, Any]:
+    """Services: collection + account (different ids); Server: collection + server, no account.
+
+    https://learn.microsoft.com/azure/devops/service-hooks/events#resource-containers
+    """
+    inst = instance_url(base_url, org)
+    if org.server:
+        return {
+            "collection": {"id": org.account_id, "baseUrl": inst},
+            "server": {"id": org.server_id, "baseUrl": f"{base_url}tfs/"},
+            "project": {"id": project_id, "baseUrl": inst},
+        }
+    return {
+        "collection": {"id": org.account_id, "baseUrl": inst},
+        "account": {"id": org.host_account_id, "baseUrl": inst},
+        "project": {"id": project_id, "baseUrl": inst},
+    }
 
 
 def work_item(base_url: str, org: Org, item: WorkItem, *, fields: list[str] | None = None) -> dict[str, Any]:
@@ -171,7 +191,6 @@ def event(
     comment: str | None = None,
 ) -> dict[str, Any]:
     """One notification of an event to one subscription, honouring its *ToSend inputs."""
-    inst = instance_url(base_url, org)
     inputs = sub.data.get("consumerInputs") or {}
     short, detail = messages(base_url, org, event_type, item, actor, comment)
     details_to_send = str(inputs.get("resourceDetailsToSend") or "all").lower()
@@ -191,11 +210,7 @@ def event(
         "detailedMessage": None if str(inputs.get("detailedMessagesToSend") or "").lower() == "none" else detail,
         "resource": sent_resource,
         "resourceVersion": "1.0",
-        "resourceContainers": {
-            "collection": {"id": org.account_id, "baseUrl": inst},
-            "account": {"id": org.host_account_id, "baseUrl": inst},
-            "project": {"id": item.project_id, "baseUrl": inst},
-        },
+        "resourceContainers": resource_containers(base_url, org, item.project_id),
         "createdDate": now_iso(),
     }
 
@@ -206,13 +221,18 @@ def connection_data(base_url: str, org: Org, user: User) -> dict[str, Any]:
     https://learn.microsoft.com/previous-versions/dn343179(v=vs.120) (ConnectionData.InstanceId)
     """
     inst = instance_url(base_url, org)
+    descriptor = (
+        f"System.Security.Principal.WindowsIdentity;S-1-5-21-{int(user.id.replace('-', ''), 16) % 10**9}"
+        if org.server
+        else f"Microsoft.IdentityModel.Claims.ClaimsIdentity;sandbox\\{user.email}"
+    )
     identity = {
         "id": user.id,
-        "descriptor": f"Microsoft.IdentityModel.Claims.ClaimsIdentity;sandbox\\{user.email}",
+        "descriptor": descriptor,
         "subjectDescriptor": user.descriptor,
         "providerDisplayName": user.display_name,
         "isActive": True,
-        "properties": {"Account": {"$type": "System.String", "$value": user.email}},
+        "properties": {"Account": {"$type": "System.String", "$value": user.unique_name}},
         "resourceVersion": 2,
         "metaTypeId": 0,
     }
@@ -222,7 +242,7 @@ def connection_data(base_url: str, org: Org, user: User) -> dict[str, Any]:
         "authorizedUser": identity,
         "instanceId": org.account_id,
         "deploymentId": org.host_account_id,
-        "deploymentType": "hosted",
+        "deploymentType": "onPremises" if org.server else "hosted",
         "locationServiceData": {
             "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
             "defaultAccessMappingMoniker": "PublicAccessMapping",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
-from devhost.sandbox import hooks, queries, render, wit_routes
+from devhost.sandbox import entra, hooks, queries, render, wit_routes
 from devhost.sandbox.api import (
     NOT_AUTHORIZED,
     Request,
@@ -52,10 +52,27 @@ def _route(state: State, req: Request) -> Response:
         return ok(state.grant(form))
     if lowered[:1] == ["_apis"]:
         return _lookup(state, req, lowered[1:])
+    if lowered == ["msi", "token"]:
+        method(req, "GET")
+        with state.lock:
+            return ok(entra.managed_identity(state.entra, state.tokens, req.query, req.header("X-IDENTITY-HEADER")))
+    if len(segs) == 4 and lowered[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+        method(req, "GET")
+        return ok(entra.openid_configuration(state.base_url, segs[0]))
+    if len(segs) == 4 and lowered[1:] == ["oauth2", "v2.0", "token"]:
+        method(req, "POST")
+        form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
+        with state.lock:
+            return ok(entra.client_credentials(state.entra, state.tokens, segs[0], form))
+    server = lowered[:1] == ["tfs"]  # Azure DevOps Server: https://host/tfs/{collection}/...
+    if server:
+        segs, lowered = segs[1:], lowered[1:]
     if not segs:
         raise not_found()
     with state.lock:
         org = state.org(segs[0])
+    if org.server != server:
+        raise not_found()
     rest = lowered[1:]
     if "_apis" not in rest[:2]:
         raise not_found()
@@ -67,7 +84,7 @@ def _route(state: State, req: Request) -> Response:
     if [p.lower() for p in api] != ["connectiondata"]:  # the location service answers without a version
         _require_version(req)
     handler = _AREAS.get(api[0].lower() if api else "")
-    if handler is None:
+    if handler is None or (org.server and api[0].lower() in _SERVICES_ONLY):
         raise not_found()
     return handler(state, org, project, api[1:], req)
 
@@ -113,6 +130,8 @@ def _lookup(state: State, req: Request, rest: list[str]) -> Response:
     host, name = req.query.get("hostid", "").lower(), req.query.get("accountname", "").lower()
     with state.lock:
         for org in state.orgs.values():
+            if org.server:
+                continue  # Azure DevOps Server collections are not in the Services directory
             if (host and org.account_id == host) or (name and org.name.lower() == name):
                 return ok({"id": CORE_AREA, "name": "core", "locationUrl": state.instance(org)})
     raise ApiError(404, f"Host '{host or name}' was not found.", "HostDoesNotExistException")
@@ -232,6 +251,7 @@ def _connection_data(state: State, org: Org, project: str | None, api: list[str]
         return ok(render.connection_data(state.base_url, org, org.integration))
 
 
+_SERVICES_ONLY = ("graph",)  # the vssps host has no Azure DevOps Server counterpart
 _AREAS: dict[str, Callable[[State, Org, str | None, list[str], Request], Response]] = {
     "wit": wit_routes.wit,
     "projects": _projects,

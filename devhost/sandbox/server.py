@@ -129,7 +129,10 @@ class SandboxAdo:
     # -- URLs --------------------------------------------------------------------------------
 
     def instance_url(self, org: str) -> str:
-        return f"{self.url}{quote(org)}/"
+        """`https://127.0.0.1:port/{org}/`, or `.../tfs/{collection}/` for an Azure DevOps Server collection."""
+        with self.state.lock:
+            found = self.state.orgs.get(org.lower())
+            return render.instance_url(self.url, found) if found else f"{self.url}{quote(org)}/"
 
     @property
     def token_url(self) -> str:
@@ -163,6 +166,13 @@ class SandboxAdo:
 
     def add_organization(self, name: str, account_id: str | None = None) -> str:
         return self.state.add_organization(name, account_id)
+
+    def add_server_collection(
+        self, name: str = "DefaultCollection", collection_id: str | None = None, *, domain: str = "FABRIKAM"
+    ) -> str:
+        """An Azure DevOps Server collection at `/tfs/{name}/`: PAT (basic) auth only, no graph (vssps)
+        host, `DOMAIN\\user` identities, service hooks with `collection` + `server` containers."""
+        return self.state.add_organization(name, collection_id, server_domain=domain)
 
     def add_project(self, org: str, name: str, project_id: str | None = None) -> str:
         return self.state.add_project(org, name, project_id)
@@ -217,6 +227,36 @@ class SandboxAdo:
 
     def set_required_fields(self, org: str, project: str, fields: list[str]) -> None:
         self.state.set_required_fields(org, project, fields)
+
+    # -- Entra ID (managed identity, service principals) ------------------------------------
+
+    def managed_identity_environment(self) -> dict[str, str]:
+        """`IDENTITY_ENDPOINT` and `IDENTITY_HEADER` as App Service sets them (not in `environment()`:
+        `DefaultAzureCredential` would then use the sandbox for storage too)."""
+        return {"IDENTITY_ENDPOINT": f"{self.url}msi/token", "IDENTITY_HEADER": self.state.entra.identity_header}
+
+    @property
+    def managed_identity_client_id(self) -> str:
+        return self.state.entra.managed_identity_client_id
+
+    @property
+    def entra_authority(self) -> str:
+        """The `authority` for `ClientSecretCredential(..., disable_instance_discovery=True)`."""
+        return self.url.rstrip("/")
+
+    def add_service_principal(self, tenant_id: str, client_id: str, secret: str) -> None:
+        with self.state.lock:
+            self.state.entra.principals[(tenant_id, client_id)] = secret
+
+    def set_entra_token_lifetime(self, seconds: float) -> None:
+        with self.state.lock:
+            self.state.entra.token_lifetime = seconds
+
+    @property
+    def token_requests(self) -> list[dict[str, Any]]:
+        """Every Entra token request answered: kind (managed_identity | client_credentials), resource/scope."""
+        with self.state.lock:
+            return [dict(r) for r in self.state.entra.requests]
 
     def set_allowed_values(self, org: str, project: str, field: str, values: list[Any]) -> None:
         """A picklist for `field` in `project` (every type): other values fail with TF401320."""

@@ -18,6 +18,7 @@ from typing import Any
 from devhost.sandbox import comments, hooks, process, render
 from devhost.sandbox.comments import Comments
 from devhost.sandbox.credentials import Credentials
+from devhost.sandbox.entra import Entra
 from devhost.sandbox.errors import ApiError
 from devhost.sandbox.model import (
     DEFAULT_STATES,
@@ -81,6 +82,7 @@ class State(Credentials, WorkItems, Comments):
         self.probation_failures = probation_failures
         self.graph_page_size = 2
         self.wiql_max_results = 20000
+        self.entra = Entra()
         self.publish: Callable[[Job], None] = lambda job: None
 
     # -- organizations and people -------------------------------------------------------------
@@ -94,13 +96,21 @@ class State(Credentials, WorkItems, Comments):
     def instance(self, org: Org) -> str:
         return render.instance_url(self.base_url, org)
 
-    def add_organization(self, name: str, account_id: str | None) -> str:
+    def add_organization(
+        self, name: str, account_id: str | None, *, server_domain: str | None = None, server_id: str | None = None
+    ) -> str:
+        """An org (Services), or with `server_domain` a collection of an Azure DevOps Server."""
         with self.lock:
             if name.lower() in self.orgs:
                 raise ValueError(f"organization {name!r} already exists")
             account = (account_id or str(uuid.uuid4())).lower()
             integration = User(f"{name} Integration", f"integration@{name.lower()}.sandbox.example")
-            self.orgs[name.lower()] = Org(name=name, account_id=account, integration=integration)
+            org = Org(name=name, account_id=account, integration=integration)
+            if server_domain:
+                org.server, org.server_id = True, (server_id or str(uuid.uuid4())).lower()
+                org.server_domain = server_domain
+                integration.account = f"{server_domain}\\svc-integration"
+            self.orgs[name.lower()] = org
             return account
 
     def add_project(self, org_name: str, name: str, project_id: str | None) -> str:
@@ -116,8 +126,11 @@ class State(Credentials, WorkItems, Comments):
 
     def add_user(self, org_name: str, display_name: str, email: str) -> User:
         with self.lock:
+            org = self.org(org_name)
             user = User(display_name, email)
-            self.org(org_name).users.append(user)
+            if org.server:  # Server identities are domain accounts: DOMAIN\\localpart
+                user.account = f"{org.server_domain}\\{email.split('@', 1)[0]}"
+            org.users.append(user)
             return user
 
     def add_repository(self, org_name: str, project: str, name: str, repo_id: str | None, accessible: bool) -> str:
@@ -133,7 +146,7 @@ class State(Credentials, WorkItems, Comments):
         text = str(value or "").strip()
         match = EMAIL_IN_BRACKETS.search(text)
         wanted = (match.group(1) if match else text).lower()
-        users = [u for u in org.users if u.email and u.email.lower() == wanted]
+        users = [u for u in org.users if wanted in (u.email.lower(), u.account.lower()) and wanted]
         if not users and not match:
             users = [u for u in org.users if u.display_name.lower() == wanted]
         if len(users) == 1:
