@@ -2,8 +2,8 @@
 
 Pure: parses the query and filters the org's work items. Supported: conditions joined by `AND`,
 `[field] IN (...)` / `NOT IN`, comparisons (`= <> < <= > >=`) on ids, dates and strings, and the
-`@project` macro. Like ADO, a date literal with a time is refused unless `timePrecision=true`, and
-without it dates compare by day. Anything else (OR, parentheses, UNDER, CONTAINS, EVER, ASOF, link
+`@project` macro, and `[System.Tags] CONTAINS '<tag>'`. Like ADO, a date literal with a time is refused unless `timePrecision=true`, and
+without it dates compare by day. Anything else (OR, parentheses, UNDER, other CONTAINS, EVER, ASOF, link
 queries) is answered 400, so a test never silently gets a wrong answer.
 https://learn.microsoft.com/rest/api/azure/devops/wit/wiql/query-by-wiql
 https://learn.microsoft.com/azure/devops/boards/queries/wiql-syntax
@@ -192,6 +192,12 @@ def _condition(
         negate, (kind, op) = True, take()
         if op.lower() != "in":
             raise unsupported(op)
+    if kind == "word" and op.lower() == "contains" and not negate:
+        if name != "System.Tags":
+            raise unsupported(op)
+        tag = str(_literal(take(), name, text, project=project, time_precision=time_precision)).strip().lower()
+        # On tags, CONTAINS matches a whole tag (tags are kept as "a; b; c").
+        return lambda item: tag in {t.strip().lower() for t in str(value_of(item, name) or "").split(";")}
     if kind == "word" and op.lower() == "in":
         if take() != ("punct", "("):
             raise unsupported(op)

@@ -160,3 +160,14 @@ def test_list_by_ids_query_string(ado: Ado) -> None:
         (a, {"System.Title": "item 0"}),
         (b, {"System.Title": "item 1"}),
     ]
+
+
+def test_wiql_tags_contains_matches_a_whole_tag() -> None:
+    from devhost.sandbox.model import WorkItem
+    from devhost.sandbox.wiql import parse
+
+    query = parse("SELECT [System.Id] FROM WorkItems WHERE [System.Tags] CONTAINS 'ado-sync-1'",
+                  project=None, time_precision=False)
+    tagged = WorkItem(id=1, project_id="p", rev=1, fields={"System.Tags": "prod; ado-sync-1"})
+    prefix = WorkItem(id=2, project_id="p", rev=1, fields={"System.Tags": "ado-sync-10"})
+    assert [all(check(item) for check in query.conditions) for item in (tagged, prefix)] == [True, False]
