@@ -3,8 +3,9 @@
 Pure: parses the query and filters the org's work items. Supported: conditions joined by `AND`,
 `[field] IN (...)` / `NOT IN`, comparisons (`= <> < <= > >=`) on ids, dates and strings, and the
 `@project` macro, and `[System.Tags] CONTAINS '<tag>'`. Like ADO, a date literal with a time is
-refused unless `timePrecision=true`, and without it dates compare by day. Anything else (OR, parentheses, UNDER, other CONTAINS, EVER, ASOF, link
-queries) is answered 400, so a test never silently gets a wrong answer.
+refused unless `timePrecision=true`, and without it dates compare by day. Anything else (OR,
+parentheses, UNDER, other CONTAINS, EVER, ASOF, link queries) is answered 400, so a test never
+silently gets a wrong answer.
 https://learn.microsoft.com/rest/api/azure/devops/wit/wiql/query-by-wiql
 https://learn.microsoft.com/azure/devops/boards/queries/wiql-syntax
 """
