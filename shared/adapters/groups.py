@@ -16,6 +16,7 @@ is one ETag-guarded transaction (`change`): nothing is ever half-applied.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from azure.data.tables import TableEntity
 
 from shared.adapters import tables
 from shared.adapters.integrations import IntegrationStore
+from shared.core import events
 from shared.core.errors import Conflict
+from shared.core.events import Event
 from shared.core.keys import join
 from shared.core.models import Activity, Creation, Group, GroupChange, GroupState, Link, Push
 
@@ -36,6 +39,7 @@ LINK = "link"
 PUSH = "push"
 CREATION = "creation"
 ACTIVITY = "activity"
+EVENT = "event"
 MAX_TEXT = 8000  # characters of free text kept on a row (a property holds at most 32K)
 # The SDK substitutes `@name` only as a whole space-separated word: keep a space before each `)`.
 READ_FILTER = ("PartitionKey eq @pk and ((RowKey ge @clow and RowKey lt @chigh ) or (RowKey eq @group ) or "
@@ -129,6 +133,11 @@ def _push(entity: TableEntity) -> Push:
     return Push(account_id=account_id, key=key, kind=kind, pushed=int(entity.get("pushed", 0)),
                 lease=entity.get("lease") or None, lease_until=float(entity.get("lease_until") or 0.0),
                 base_rev=int(entity.get("base_rev") or 0), planned=entity.get("planned"))
+
+
+def _event_entity(pk: str, event: Event) -> dict[str, Any]:
+    """An event waiting in the group's outbox, oldest first (event ids sort by creation)."""
+    return {"PartitionKey": pk, "RowKey": join(EVENT, event.id), "payload": events.to_json(event)}
 
 
 def _creation_entity(pk: str, creation: Creation) -> dict[str, Any]:
@@ -250,6 +259,7 @@ class GroupStore:
             if row in etags:
                 ops.append(tables.remove(pk, row, etags[row]))
         ops += [("create", self._activity_entity(pk, a)) for a in change.activity]
+        ops += [("create", _event_entity(pk, e)) for e in change.events]
         results = tables.transact(TABLE, ops)
         new = GroupState(
             group=group,
@@ -279,7 +289,19 @@ class GroupStore:
         return {"PartitionKey": pk, "RowKey": row, "kind": activity.kind, "data": tables.dumps(activity.data),
                 "created": created}
 
-    def add_link(self, link: Link) -> GroupState:
+    def outbox(self, org_id: str, group_id: str) -> list[tuple[Event, str]]:
+        """The group's undelivered events, oldest first, each with its row's ETag."""
+        low, high = tables.prefix_range(EVENT + "|")
+        rows = tables.query(TABLE, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                            pk=partition(org_id, group_id), low=low, high=high)
+        return [(events.from_json(row["payload"]), tables.etag(row)) for row in rows]
+
+    def drop_from_outbox(self, org_id: str, group_id: str, event_id: str, etag: str) -> None:
+        """Remove a relayed event from the group's outbox (gone already: nothing to do)."""
+        with contextlib.suppress(tables.LostRace):
+            tables.transact(TABLE, [tables.remove(partition(org_id, group_id), join(EVENT, event_id), etag)])
+
+    def add_link(self, link: Link, *, new_work_item: bool = False) -> GroupState:
         """Link a group to a work item: index first, so a failure leaves at most a dangling index row."""
         self._integrations.index_link(link.account_id, link.key, link.org_id, link.group_id)
 
@@ -294,9 +316,15 @@ class GroupStore:
                 merged = replace(merged, assignee_rev=existing.assignee_rev,
                                  assignee_delivery=existing.assignee_delivery,
                                  assignee_value=existing.assignee_value)
-            return GroupChange(links=[merged], activity=[Activity(kind="link", data={
+            change = GroupChange(links=[merged], activity=[Activity(kind="link", data={
                 "account_id": link.account_id, "key": link.key, "url": link.url})],
                 ended_creations=[link.account_id] if link.account_id in state.creations else [])
+            if existing is None:
+                change.events.append(events.linked(
+                    link.org_id, link.group_id, integration_id=link.account_id, work_item=link.key,
+                    source="tracker", url=link.url or None, title=link.title or None,
+                    new_work_item=new_work_item, now=self._clock()))
+            return change
 
         state = self.change(link.org_id, link.group_id, attach)
         if state is None:

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.core.events import Event
+
 GroupStatus = Literal["unresolved", "resolved"]
 GROUP_STATUSES: tuple[str, ...] = ("unresolved", "resolved")
 
@@ -203,10 +205,12 @@ class GroupChange:
     pushes: list[Push] = field(default_factory=list)
     creations: list[Creation] = field(default_factory=list)
     ended_creations: list[str] = field(default_factory=list)
+    # Events for the tracker, written in the same transaction (an outbox the relay delivers from).
+    events: list[Event] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return (self.group is not None or bool(self.links) or bool(self.activity) or bool(self.pushes)
-                or bool(self.creations) or bool(self.ended_creations))
+                or bool(self.creations) or bool(self.ended_creations) or bool(self.events))
 
 
 @dataclass

@@ -15,6 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from shared.core import events
+from shared.core.events import Event
 from shared.core.models import Activity, Group, GroupChange, GroupState, Link
 from shared.core.outbound import is_own_write
 
@@ -75,6 +77,8 @@ def decide_inbound(
     assignee_note: str | None,
     now: float,
     current: GroupState | None,
+    *,
+    strategy: str | None = None,
 ) -> GroupChange:
     """The change one observation of work item `key` makes to a linked group (nothing if not linked).
 
@@ -94,7 +98,7 @@ def decide_inbound(
                                                       observed.rev, observed.assignee, now):
         link, assignee, assignee_note = pushed(link, "assignee", observed.rev, observed.assignee), False, None
     return inbound_change(current, link, observed=observed, integration_id=account_id, action=action,
-                          assignee=assignee, assignee_note=assignee_note)
+                          assignee=assignee, assignee_note=assignee_note, now=now, strategy=strategy)
 
 
 def inbound_change(
@@ -106,8 +110,10 @@ def inbound_change(
     action: Action | None,
     assignee: str | Literal[False] | None,
     assignee_note: str | None = None,
+    now: float = 0.0,
+    strategy: str | None = None,
 ) -> GroupChange:
-    """The change one observation makes to one linked group.
+    """The change one observation makes to one linked group, with the events that tell the tracker.
 
     Each field keeps the newest revision applied and a mark of the change applied at it (see
     `change_mark`): an older revision, or the same change again, changes nothing.
@@ -116,27 +122,36 @@ def inbound_change(
     original = state.links.get((link.account_id, link.key), link)
     new, new_link = group, link
     activity: list[Activity] = []
+    told: list[Event] = []
     rev = observed.rev
     source = {**PROVIDER, "integration_id": integration_id, "key": link.key, "rev": rev}
+    at = now or None
     if action is not None and _fresh(rev, observed.state_mark, link.state_rev, link.state_delivery):
         new_link = replace(new_link, state_rev=rev, state_delivery=observed.state_mark, state_value=observed.state)
         target = {"resolve": "resolved", "unresolve": "unresolved"}.get(action)
         if target and group.status != target:
             new = replace(new, status=target, status_source=integration_id)
             activity.append(Activity(kind=f"set_{target}", data=source))
+            told.append(events.status_changed(
+                group.org_id, group.group_id, group.status, target, source="azure_devops",
+                integration_id=integration_id, work_item=link.key, rev=rev, now=at,
+                resolution_strategy=strategy if target == "resolved" else None))
     considered = assignee is not False or assignee_note is not None
     if considered and _fresh(rev, observed.assignee_mark, link.assignee_rev, link.assignee_delivery):
         if assignee is not False and assignee != group.assignee:
             new = replace(new, assignee=assignee, assignment_source=integration_id)
             activity.append(Activity(kind="assigned" if assignee else "unassigned",
                                      data={**source, "assignee": assignee}))
+            told.append(events.assignee_changed(
+                group.org_id, group.group_id, group.assignee, assignee, source="azure_devops",
+                integration_id=integration_id, work_item=link.key, rev=rev, actor=observed.assignee or None, now=at))
         if assignee_note and rev > link.assignee_rev:  # once per revision
             activity.append(Activity(kind="assignee_not_synced", data={**source, "reason": assignee_note}))
         new_link = replace(new_link, assignee_rev=rev, assignee_delivery=observed.assignee_mark,
                            assignee_value=observed.assignee)
     links = [new_link] if new_link != original else []
     changed_group = replace(new, version=group.version + 1) if new != group else None
-    return GroupChange(group=changed_group, links=links, activity=activity)
+    return GroupChange(group=changed_group, links=links, activity=activity, events=told)
 
 
 OWN_WRITE = "*"  # mark of a revision the bundle itself wrote: nothing at that revision is applied back

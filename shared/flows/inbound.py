@@ -27,7 +27,7 @@ from shared.core.keys import check_id
 from shared.core.models import GroupChange, GroupState, Integration, OrgLink
 from shared.core.reply import Reply
 from shared.core.secrets import matches
-from shared.flows import states
+from shared.flows import events, states
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,11 @@ def apply_observation(svc: Services, integration: Integration, org_link: OrgLink
 
     def decide(current: GroupState | None) -> GroupChange:
         change = sync.decide_inbound(integration.account_id, key, observed, action, assignee, note, svc.clock(),
-                                     current)
+                                     current, strategy=org_link.config.get("resolution_strategy"))
         changed[:] = [bool(change)]
         return change
 
-    svc.store.groups.change(state.group.org_id, state.group.group_id, decide, known=state)
+    events.change_group(svc, state.group.org_id, state.group.group_id, decide, known=state)
     return bool(changed and changed[0])
 
 

@@ -33,11 +33,20 @@ from typing import Any
 from shared.adapters.ado_client import AdoClient
 from shared.adapters.cache import CacheStore
 from shared.compose import Services
+from shared.core import events, sync
 from shared.core import outbound as plan
-from shared.core import sync
-from shared.core.errors import AdoRevisionMismatch, BundleError, TransientError
+from shared.core.errors import (
+    AdoAuthError,
+    AdoNotFound,
+    AdoRevisionMismatch,
+    BundleError,
+    IdentityInvalid,
+    TransientError,
+)
+from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
 from shared.core.workitems import field_values
+from shared.flows import events as flow_events
 from shared.flows.inbound import apply_observation
 
 log = logging.getLogger(__name__)
@@ -164,11 +173,13 @@ def _link_of(state: GroupState, job: _Job) -> Link:
 
 @dataclass
 class _Outcome:
-    """What a push did: the activity to record, and the revision and value it wrote (if it wrote)."""
+    """What a push did: the activity to record, the revision and value it wrote (if it wrote), and
+    why it gave up (a `sync.failed` reason, if it did)."""
 
     activity: Activity | None
     rev: int | None = None
     value: str | None = None
+    failure: FailureReason | None = None
 
 
 def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
@@ -187,7 +198,8 @@ def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
         except BundleError as error:
             return _failed(job, error)
         if planned.ops is None or planned.value is None:
-            return _Outcome(_activity(job, f"outbound_{kind}_skipped", planned.detail))
+            reason: FailureReason = "no_ado_user" if kind == "assignee" else "no_state_mapping"
+            return _Outcome(_activity(job, f"outbound_{kind}_skipped", planned.detail), failure=reason)
         base = plan.base_rev(link)
         state = _mark_planned(job, state, token, base, plan.planned_value(kind, planned.value))
         try:
@@ -272,8 +284,10 @@ def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
 
 def _failed(job: _Job, error: BundleError) -> _Outcome:
     log.warning("outbound.failed", extra={**job.extra(), "error": type(error).__name__})
+    reason: FailureReason = ("permission_refused" if isinstance(error, AdoAuthError | IdentityInvalid)
+              else "work_item_deleted" if isinstance(error, AdoNotFound) else "other")
     return _Outcome(_activity(job, f"outbound_{job.msg.kind}_failed",
-                              {"error": type(error).__name__, "detail": error.message}))
+                              {"error": type(error).__name__, "detail": error.message}), failure=reason)
 
 
 def _activity(job: _Job, kind: str, data: dict[str, Any]) -> Activity:
@@ -298,10 +312,17 @@ def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) 
         link = current.links.get((job.msg.integration_id, job.msg.key))
         if outcome is not None:
             change.activity += [outcome.activity] if outcome.activity else []
+            if outcome.failure and outcome.activity:
+                data = outcome.activity.data
+                detail = data.get("detail") or data.get("reason") or outcome.failure
+                change.events.append(events.sync_failed(
+                    job.msg.organization_id, job.msg.group_id, outcome.failure, str(detail), field=job.msg.kind,
+                    source="tracker", integration_id=job.msg.integration_id, work_item=job.msg.key,
+                    now=job.svc.clock()))
             if link is not None and outcome.rev is not None:
                 marked = sync.pushed(link, "state" if job.msg.kind == "status" else "assignee", outcome.rev,
                                      outcome.value)
                 change.links = [marked] if marked != link else []
         return change
 
-    job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, decide, known=state)
+    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=state)

@@ -39,6 +39,7 @@ from shared.core.errors import (
 from shared.core.keys import check_id
 from shared.core.models import Creation, GroupChange, GroupState, Integration, Link, OrgLink
 from shared.core.reply import Reply
+from shared.flows import events
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def create_issue(svc: Services, account_id: str, org_id: str, body: dict[str, An
         link = _resumed_link(svc, client, integration, state, claim, tag)
         if link is None:
             link = _create(svc, client, integration, state, claim, request, tag)
-    svc.store.groups.add_link(link)  # also ends the claim
+    svc.store.groups.add_link(link, new_work_item=True)  # also ends the claim
+    events.notify(svc, org_id, request.group_id)
     log.info("workitems.created", extra={"account_id": account_id, "key": link.key})
     return Reply(body=wi.issue_view(link))
 
@@ -249,6 +251,7 @@ def link_issue(svc: Services, account_id: str, org_id: str, body: dict[str, Any]
     with ado_errors("list projects"):
         link = link_from_item(svc, client, integration, org_id, group_id, item)
     svc.store.groups.add_link(link)
+    events.notify(svc, org_id, group_id)
     log.info("workitems.linked", extra={"account_id": account_id, "key": key})
     return Reply(body=wi.issue_view(link))
 

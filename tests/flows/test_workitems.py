@@ -99,7 +99,7 @@ def ado(svc: Services, sandbox_ado: Any, uid: str) -> Setup:
 class LinkingFails(GroupStore):
     """Groups whose `add_link` finds storage down (after Azure DevOps created the work item)."""
 
-    def add_link(self, link: Link) -> GroupState:
+    def add_link(self, link: Link, *, new_work_item: bool = False) -> GroupState:
         raise StorageUnavailable("storage did not answer")
 
 
