@@ -9,7 +9,7 @@ import azure.functions as func
 import pytest
 from conftest import StubContext
 
-import manage_http
+from manage_http import records as manage_http
 from shared.compose import services
 
 KEY = "test-manage-key-0123456789"
