@@ -34,6 +34,8 @@ CONFIG_SOURCE = ROOT / "shared" / "config.py"
 # Each must be explained in docs/operations.md.
 OPTIONAL_SETTINGS = {
     "AzureWebJobsStorage": "connection-string form; replaced on Azure by the identity-based AzureWebJobsStorage__*",
+    "TRACKER_WEBHOOK_URL": "optional; unset: events are only in the pull feed (also per organization)",
+    "TRACKER_WEBHOOK_SECRET": "optional; set together with TRACKER_WEBHOOK_URL",
 }
 
 # Rejected (or deprecated) on Flex Consumption.
