@@ -184,6 +184,7 @@ class _Outcome:
 
 def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
     """Plan and write the current state; re-plan after a conflicting edit in Azure DevOps."""
+    read_rev: int | None = None  # after a 412, the revision just read: the next write is conditional on it
     for _ in range(MAX_REPLANS):
         link = _link_of(state, job)
         kind, group = job.msg.kind, state.group
@@ -200,12 +201,12 @@ def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
         if planned.ops is None or planned.value is None:
             reason: FailureReason = "no_ado_user" if kind == "assignee" else "no_state_mapping"
             return _Outcome(_activity(job, f"outbound_{kind}_skipped", planned.detail), failure=reason)
-        base = plan.base_rev(link)
+        base = plan.base_rev(link) if read_rev is None else read_rev
         state = _mark_planned(job, state, token, base, plan.planned_value(kind, planned.value))
         try:
             written = job.client().update_work_item(link.key, plan.conditional(planned.ops, base))
         except AdoRevisionMismatch:
-            state = _observe_conflict(job, state)
+            state, read_rev = _observe_conflict(job, state)
             continue
         except TransientError:
             raise
@@ -243,8 +244,11 @@ def _mark_planned(job: _Job, state: GroupState, token: str, base: int, value: st
     return new
 
 
-def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
-    """After a 412: read the work item, apply a change of the synced field to the group, read the group again."""
+def _observe_conflict(job: _Job, state: GroupState) -> tuple[GroupState, int]:
+    """After a 412: read the work item, apply a change of the synced field to the group, read the group again.
+
+    Returns the group and the revision read (the link may claim a newer one that Azure DevOps never had,
+    e.g. from a forged delivery signed with the secret: testing against that would fail for ever)."""
     link = _link_of(state, job)
     item = job.client().get_work_item(link.key)
     rev = item.get("rev")
@@ -279,7 +283,7 @@ def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
     fresh = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, advance)
     if fresh is None or (job.msg.integration_id, job.msg.key) not in fresh.links:
         raise TransientError("the link disappeared during the push")
-    return fresh
+    return fresh, rev
 
 
 def _failed(job: _Job, error: BundleError) -> _Outcome:
