@@ -96,6 +96,7 @@ class _Job:
     integration: Integration
     org_link: OrgLink
     client: Client
+    latest: GroupState | None = None  # the group as last written or read by the push (its ETags are current)
 
     @property
     def push_key(self) -> tuple[str, str, str]:
@@ -241,6 +242,7 @@ def _mark_planned(job: _Job, state: GroupState, token: str, base: int, value: st
                                       lambda cur: GroupChange(pushes=[marked]) if cur else GroupChange(), known=state)
     if new is None:
         raise TransientError("the group disappeared during the push")
+    job.latest = new
     return new
 
 
@@ -283,6 +285,7 @@ def _observe_conflict(job: _Job, state: GroupState) -> tuple[GroupState, int]:
     fresh = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, advance)
     if fresh is None or (job.msg.integration_id, job.msg.key) not in fresh.links:
         raise TransientError("the link disappeared during the push")
+    job.latest = fresh
     return fresh, rev
 
 
@@ -329,4 +332,5 @@ def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) 
                 change.links = [marked] if marked != link else []
         return change
 
-    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=state)
+    # `state` is the claimed group: the mark and the reads after a conflict replaced its ETags since.
+    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=job.latest or state)
