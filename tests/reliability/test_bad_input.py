@@ -34,7 +34,7 @@ MANAGE_OK = {400, 401, 404, 405, 413, 422}
 FORBIDDEN = ["/", "\\", "#", "?", "|", "\x00", "\x01", "\x1f", "\x7f", "\x85", "\n", "\r", "\t"]
 UNICODE = ["ü", "名前", "🦄", "\u202e", "\u200b", "\ufeff", "ǅ", "\U0001d518\U0001d52b\U0001d526", "é" * 100, "\uffff"]
 WRONG_TYPES: list[Any] = [0, -1, 1.5, 10**30, True, False, [], [1, "a"], {}, {"a": 1}]
-QUEUES = ("sync-outbound", "subscription-check", "migrate-repo")
+QUEUES = ("sync-outbound", "subscription-check", "migrate-repo", "tracker-events")
 
 
 @dataclass
