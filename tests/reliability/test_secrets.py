@@ -144,6 +144,7 @@ def full_run(svc: Services, run: Recorder, sandbox: Any, uid: str) -> list[str]:
         (sub,) = sandbox.subscriptions(name)
         secret = sub["consumerInputs"]["basicAuthPassword"]
         payload = sandbox.work_item(name, key)  # any body for this collection: only the answers matter here
+        # Its revision is one Azure DevOps never had: the conditional push below must still get through.
         hook = {"eventType": "workitem.updated", "id": f"manual-{uid}", "resourceContainers": {
             "collection": {"id": account}}, "resource": {"workItemId": key, "rev": payload["rev"] + 1, "fields": {
                 "System.State": {"oldValue": "Resolved", "newValue": "Active"}}}}
