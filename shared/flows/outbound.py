@@ -96,6 +96,7 @@ class _Job:
     integration: Integration
     org_link: OrgLink
     client: Client
+    latest: GroupState | None = None  # the group as last written or read by the push (its ETags are current)
 
     @property
     def push_key(self) -> tuple[str, str, str]:
@@ -184,6 +185,7 @@ class _Outcome:
 
 def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
     """Plan and write the current state; re-plan after a conflicting edit in Azure DevOps."""
+    read_rev: int | None = None  # after a 412, the revision just read: the next write is conditional on it
     for _ in range(MAX_REPLANS):
         link = _link_of(state, job)
         kind, group = job.msg.kind, state.group
@@ -200,12 +202,12 @@ def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
         if planned.ops is None or planned.value is None:
             reason: FailureReason = "no_ado_user" if kind == "assignee" else "no_state_mapping"
             return _Outcome(_activity(job, f"outbound_{kind}_skipped", planned.detail), failure=reason)
-        base = plan.base_rev(link)
+        base = plan.base_rev(link) if read_rev is None else read_rev
         state = _mark_planned(job, state, token, base, plan.planned_value(kind, planned.value))
         try:
             written = job.client().update_work_item(link.key, plan.conditional(planned.ops, base))
         except AdoRevisionMismatch:
-            state = _observe_conflict(job, state)
+            state, read_rev = _observe_conflict(job, state)
             continue
         except TransientError:
             raise
@@ -240,11 +242,15 @@ def _mark_planned(job: _Job, state: GroupState, token: str, base: int, value: st
                                       lambda cur: GroupChange(pushes=[marked]) if cur else GroupChange(), known=state)
     if new is None:
         raise TransientError("the group disappeared during the push")
+    job.latest = new
     return new
 
 
-def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
-    """After a 412: read the work item, apply a change of the synced field to the group, read the group again."""
+def _observe_conflict(job: _Job, state: GroupState) -> tuple[GroupState, int]:
+    """After a 412: read the work item, apply a change of the synced field to the group, read the group again.
+
+    Returns the group and the revision read (the link may claim a newer one that Azure DevOps never had,
+    e.g. from a forged delivery signed with the secret: testing against that would fail for ever)."""
     link = _link_of(state, job)
     item = job.client().get_work_item(link.key)
     rev = item.get("rev")
@@ -279,7 +285,8 @@ def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
     fresh = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, advance)
     if fresh is None or (job.msg.integration_id, job.msg.key) not in fresh.links:
         raise TransientError("the link disappeared during the push")
-    return fresh
+    job.latest = fresh
+    return fresh, rev
 
 
 def _failed(job: _Job, error: BundleError) -> _Outcome:
@@ -325,4 +332,5 @@ def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) 
                 change.links = [marked] if marked != link else []
         return change
 
-    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=state)
+    # `state` is the claimed group: the mark and the reads after a conflict replaced its ETags since.
+    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=job.latest or state)
