@@ -77,6 +77,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
 
     svc.store.integrations.save_identity(account_id, pending.identity)
+    svc.ado.forget(account_id)
     _save_integration(svc, Integration(
         account_id=account_id, account_name=account_name, domain_name=client.base_url, status="active",
         subscription_id=hook.id, secret_hash=hook.secret_hash, subscription_status=hook.status,
