@@ -209,7 +209,7 @@ def field_errors(fields: list[dict[str, Any]], values: Mapping[str, Any], type_n
         allowed = spec.get("allowed_values") or []
         if allowed and not empty and not allows(allowed, value):
             shown = ", ".join(str(a) for a in allowed[:20]) + (", ..." if len(allowed) > 20 else "")
-            errors.append(FieldError(body_key(name), f"{value!r} is not an allowed value of {name} "
+            errors.append(FieldError(body_key(name), f"'{value}' is not an allowed value of {name} "
                                                      f"(allowed: {shown})"))
     return errors
 

@@ -60,7 +60,7 @@ def _check_states(lookups: Lookups, name: str, project_id: str, named: list[tupl
     for key, state in named:
         if state.lower() not in known:
             shown = ", ".join(sorted(set(known.values()), key=str.lower))
-            raise Unprocessable(f"{name}.{project_id}.{key}: no state {state!r} in Azure DevOps project "
+            raise Unprocessable(f"{name}.{project_id}.{key}: no state '{state}' in Azure DevOps project "
                                 f"{project['name']} (its states: {shown})", field=name)
 
 
@@ -78,7 +78,7 @@ def _check_defaults(lookups: Lookups, tracker_project: str, entry: dict[str, Any
                             f"{project['name']}", field="project_issue_defaults")
     for key, kind in PATH_KEYS:
         if entry.get(key) and not lookups.has_path(project["id"], kind, str(entry[key])):
-            raise Unprocessable(f"{name}.{key}: no {kind} path {entry[key]!r} in Azure DevOps project "
+            raise Unprocessable(f"{name}.{key}: no {kind} path '{entry[key]}' in Azure DevOps project "
                                 f"{project['name']}", field="project_issue_defaults")
 
 
@@ -139,5 +139,5 @@ def _live_errors(lookups: Lookups, request: wi.CreateRequest, body: dict[str, An
     for key, kind in PATH_KEYS:
         value = body.get(key)
         if value and not lookups.has_path(project["id"], kind, str(value)):
-            errors.append(d.FieldError(key, f"no {kind} path {value!r} in project {project['name']} (TF401347)"))
+            errors.append(d.FieldError(key, f"no {kind} path '{value}' in project {project['name']} (TF401347)"))
     return errors

@@ -6,6 +6,11 @@ is answered with that link instead of a second work item. ADO failures become an
 act on: a rule error (TF401320) is a 422 naming the field, a refused credential a 502, throttling
 a 503 with Retry-After.
 
+A create's missing project, type, paths, tags and fields come from the organization link's
+`project_issue_defaults` for the group's tracker project and from the last choice made there
+(`shared.core.defaults`); each create remembers its project and type. `shared.flows.preflight`
+answers the dry run of a create.
+
 Creating is safe to retry: the group's creation claim is marked `attempted` before Azure DevOps is
 asked, the work item carries a marker tag naming the group, and the id is kept as soon as it is
 known. A retry after an attempt whose outcome is unknown (a timeout, a storage failure after the
