@@ -7,6 +7,10 @@ integration (subscription id and secret hash) and the organization link written.
 therefore writes nothing, and a retry of the same request simply runs again. A re-install reuses
 an enabled hook and replaces any other (the old one is deleted after the new one is stored).
 
+A config (in the install body or `PUT .../config`) is also checked against live Azure DevOps before
+anything is saved (`shared.flows.preflight`): a status mapping or issue default naming a project,
+state, type or path that does not exist is a 422; Azure DevOps out of reach is a 503.
+
 Identity rules: `pat` needs `access_token` only; `oauth` may omit `refresh_token` (then the token
 is used until it expires and is never refreshed) and `expires_at` (then it is refreshed only when
 ADO answers 401).
@@ -40,6 +44,8 @@ from shared.core.orgconfig import parse_config, parse_identity
 from shared.core.reply import Reply
 from shared.core.times import iso_time
 from shared.flows import hooks as ado_hooks
+from shared.flows import preflight
+from shared.flows.discovery import Lookups
 from shared.flows.migration import queue_legacy_repositories
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,8 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     try:
         client = svc.ado.connect(draft, pending)
         _verify_organization(client, account_id)
+        if config:
+            preflight.check_config(Lookups(svc, draft, lambda: client, cache=False), config)
         hook = _ensure_hook(client, old, url)
     except IdentityInvalid as error:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
@@ -111,7 +119,8 @@ def integration_view(svc: Services, account_id: str) -> Reply:
 
 
 def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
-    """PUT .../organizations/{org_id}/config: validate and replace the organization link's config."""
+    """PUT .../organizations/{org_id}/config: validate (also against live Azure DevOps, see
+    `shared.flows.preflight`) and replace the organization link's config."""
     account_id = check_id(account_id, "account_id")
     org_id = check_id(org_id, "org_id")
     config = parse_config(body)
@@ -119,6 +128,7 @@ def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, 
     link = state.org_link(org_id)
     if link is None or state.integration is None:
         raise NotFound(f"Organization {org_id} is not linked to integration {account_id}")
+    preflight.check_config(Lookups(svc, state.integration), config)
     svc.store.integrations.save_org_link(replace(link, config=config))
     return Reply(status=200, body=_link_view(replace(link, config=config)))
 
