@@ -1,8 +1,10 @@
-"""The one factory of Azure DevOps clients: an integration's identity and its verified organization URL.
+"""The one factory of Azure DevOps clients: an integration's identity, its verified organization URL and endpoints.
 
 No credential is ever sent to a host that is not Azure DevOps Services or listed in
 `ADO_SERVER_HOSTS` (`shared.core.hosts`). A stored organization URL that is not usable (older installs
-kept bare host names) is replaced by the account lookup's answer, checked the same way, and saved.
+kept bare host names) is replaced by the account lookup's answer, checked the same way, and saved;
+an Azure DevOps Server collection has no account lookup, so its URL must stay allowed. Search and
+user calls go where the integration's deployment serves them (`shared.adapters.ado_endpoints`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import requests
 
 from shared.adapters.ado_auth import IdentityRepo, auth_for
 from shared.adapters.ado_client import AdoClient, lookup_base_url
+from shared.adapters.ado_endpoints import SERVER, deployment_of, endpoints_for
+from shared.adapters.entra import CredentialFactory, TokenCache
 from shared.adapters.integrations import IntegrationStore
 from shared.config import settings
 from shared.core.errors import AdoError, InvalidInput
@@ -34,19 +38,30 @@ def allowed_url(value: str | None) -> str | None:
 
 
 class AdoConnector:
-    """`connector(integration)` → an authenticated `AdoClient` for the integration's organization."""
+    """`connector(integration)` → an authenticated `AdoClient` for the integration's organization.
 
-    def __init__(self, integrations: IntegrationStore, session: requests.Session) -> None:
+    `entra_credentials` and `entra_cache` replace the azure-identity credentials and the process-wide
+    token cache of managed identities and service principals (tests).
+    """
+
+    def __init__(self, integrations: IntegrationStore, session: requests.Session, *,
+                 entra_credentials: CredentialFactory | None = None, entra_cache: TokenCache | None = None) -> None:
         self._integrations = integrations
         self._session = session
+        self._entra_credentials = entra_credentials
+        self._entra_cache = entra_cache
 
     def __call__(self, integration: Integration) -> AdoClient:
         return self.connect(integration, self._integrations)
 
     def connect(self, integration: Integration, identities: IdentityRepo) -> AdoClient:
         """A client using the identity kept by `identities` (install holds a new one in memory)."""
-        auth = auth_for(integration.account_id, identities, session=self._session)
+        auth = auth_for(integration.account_id, identities, session=self._session,
+                        entra_credentials=self._entra_credentials, entra_cache=self._entra_cache)
         domain = allowed_url(integration.domain_name)
+        if domain is None and integration.deployment == SERVER:
+            raise AdoError(f"The collection URL of integration {integration.account_id} is not allowed; "
+                           "is its host still listed in ADO_SERVER_HOSTS?")
         if domain is None:
             domain = allowed_url(lookup_base_url(integration.account_id, session=self._session, auth=auth))
             if domain is None:
@@ -57,4 +72,7 @@ class AdoConnector:
 
             self._integrations.update(integration.account_id, repaired)
             log.info("integration.domain_repaired", extra={"account_id": integration.account_id})
-        return AdoClient(base_url=domain, auth=auth, account_name=integration.account_name, session=self._session)
+        deployment = deployment_of(integration.deployment, domain)
+        endpoints = endpoints_for(deployment, domain, integration.account_name, settings())
+        return AdoClient(base_url=domain, auth=auth, account_name=integration.account_name, session=self._session,
+                         endpoints=endpoints)
