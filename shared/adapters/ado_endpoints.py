@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from shared.config import Settings
 from shared.core.hosts import is_services_url
+from shared.core.models import Integration
 
 SERVICES = "services"
 SERVER = "server"
@@ -65,6 +66,11 @@ def deployment_of(recorded: str, organization_url: str) -> str:
         return SERVICES
     path = urlsplit(organization_url).path.lower()
     return SERVER if path.startswith("/tfs/") else SERVICES
+
+
+def is_server(integration: Integration) -> bool:
+    """Whether the integration is an Azure DevOps Server collection."""
+    return deployment_of(integration.deployment, integration.domain_name) == SERVER
 
 
 def reported_deployment(connection_data: dict[str, Any], organization_url: str) -> str:
