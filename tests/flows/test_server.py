@@ -18,7 +18,7 @@ from shared.adapters import integrations, storage
 from shared.compose import Services
 from shared.core.errors import Unprocessable
 from shared.core.models import Group, User
-from shared.flows import inbound, install, workitems
+from shared.flows import inbound, install, server_users, workitems
 from tests.devhost.sandbox_client import Receiver, running_receiver
 
 pytestmark = pytest.mark.usefixtures("azurite")
@@ -157,3 +157,23 @@ def test_an_account_the_collection_cannot_resolve_is_recorded_as_not_synced(svc:
     [note] = [a for a in svc.store.groups.activity(collection.tracker_org, "g1") if a.kind == "assignee_not_synced"]
     assert "FABRIKAM\\ghost".lower() in note.data["reason"].lower()
     assert "e-mail" in note.data["reason"]
+
+
+def _identity(**properties: str) -> dict[str, Any]:
+    return {"properties": {name: {"$type": "System.String", "$value": value} for name, value in properties.items()}}
+
+
+@pytest.mark.parametrize(
+    ("identity", "account", "mail"),
+    [
+        pytest.param(_identity(Domain="FABRIKAM", Account="jamal", Mail="Jamal@Fabrikam.example"),
+                     "FABRIKAM\\jamal", "jamal@fabrikam.example", id="server-split"),
+        pytest.param(_identity(Account="FABRIKAM\\jamal"), "FABRIKAM\\jamal", None, id="server-joined-no-mail"),
+        pytest.param(_identity(Domain="Windows Live ID", Account="ann@example.com", Mail="ann@example.com"),
+                     None, "ann@example.com", id="services-shaped"),
+        pytest.param({"properties": []}, None, None, id="malformed"),
+    ],
+)
+def test_accounts_and_mail_of_identities(identity: dict[str, Any], account: str | None, mail: str | None) -> None:
+    assert server_users.account_name(identity) == account
+    assert server_users.mail_of(identity) == mail
