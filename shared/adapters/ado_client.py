@@ -17,10 +17,10 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from shared import config
-from shared.adapters.ado_endpoints import API_VERSION, Endpoints, services_endpoints
+from shared.adapters.ado_endpoints import API_VERSION, Endpoints, services_endpoints, unavailable
 from shared.adapters.ado_http import TIMEOUT, Auth, NoAuth, decode_response, retryable, transport_error
 from shared.config import Settings
-from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable, InvalidInput
+from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ class AdoClient:
 
     def _endpoint(self, url: str | None) -> str:
         if not url:
-            raise InvalidInput("account_name is required for this Azure DevOps call", field="account_name")
+            raise unavailable(self.endpoints)
         return url
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from shared.config import Settings
+from shared.core.errors import AdoNotFound, BundleError, InvalidInput
 from shared.core.hosts import is_services_url
 from shared.core.models import Integration
 
@@ -99,6 +100,13 @@ def server_endpoints(collection_url: str) -> Endpoints:
     """An Azure DevOps Server collection: everything under the collection URL, api-version 7.0."""
     base = collection_url if collection_url.endswith("/") else collection_url + "/"
     return Endpoints(SERVER, SERVER_API_VERSION, base + SEARCH_PATH, None, base + IDENTITIES_PATH)
+
+
+def unavailable(endpoints: Endpoints) -> BundleError:
+    """The error of a call whose endpoint the integration does not have."""
+    if endpoints.server:
+        return AdoNotFound("Azure DevOps Server has no graph users API (its identities API serves users)")
+    return InvalidInput("account_name is required for this Azure DevOps call", field="account_name")
 
 
 def endpoints_for(deployment: str, collection_url: str, account_name: str, settings: Settings) -> Endpoints:

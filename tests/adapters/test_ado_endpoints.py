@@ -17,6 +17,7 @@ from shared.adapters.ado_endpoints import (
     services_endpoints,
 )
 from shared.config import Settings
+from shared.core.errors import AdoNotFound
 
 SETTINGS = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
 COLLECTION = "https://tfs.fabrikam.example/tfs/DefaultCollection/"
@@ -81,5 +82,5 @@ def test_a_server_client_sends_api_version_7_0_and_searches_the_collection() -> 
     assert versions == ["7.0", "7.0", "7.0"]
     identities_url = responses.calls[2].request.url
     assert "searchFilter=AccountName" in identities_url and "filterValue=FABRIKAM%5Cjamal" in identities_url
-    with pytest.raises(Exception, match="account_name"):
-        list(client.iter_graph_users())  # no graph on Server
+    with pytest.raises(AdoNotFound, match="no graph users API"):
+        list(client.iter_graph_users())
