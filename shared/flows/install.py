@@ -41,7 +41,7 @@ from shared.core.errors import (
     TransientError,
     Unprocessable,
 )
-from shared.core.hosts import is_services_url, organization_url, parse_server_hosts
+from shared.core.hosts import organization_url, parse_server_hosts
 from shared.core.identities import KINDS as ENTRA_KINDS
 from shared.core.keys import check_id
 from shared.core.models import Identity, Integration, IntegrationState, OrgLink
@@ -230,7 +230,7 @@ def _verify_organization(client: AdoClient, account_id: str, identity: Identity)
         data = client.connection_data()
         found = str(data.get("instanceId") or "")
     except AdoAuthError as error:
-        hint = ENTRA_HELP if identity.kind in ENTRA_KINDS and not is_services_url(client.base_url) else ACCESS_HELP
+        hint = ENTRA_HELP if identity.kind in ENTRA_KINDS else ACCESS_HELP
         raise Unprocessable(f"{hint} (Azure DevOps said: {error.message})", field="identity") from None
     except AdoUnavailable:
         raise TransientError("Azure DevOps could not be reached for this organization; retry later") from None

@@ -209,3 +209,13 @@ def test_managed_identity_is_refused_for_a_server_collection(svc: Services, org:
     assert "personal access token" in refused.value.message
     assert org.sandbox.subscriptions(collection) == []
     assert svc.store.integrations.get(account_id) is None
+
+
+def test_a_managed_identity_not_attached_to_the_app_is_a_422(svc: Services, org: Org) -> None:
+    other = "0f0e0d0c-0b0a-4908-8706-050403020100"
+    svc = with_connector(svc, org.sandbox)  # retry_total=0: the refusal is final
+    with pytest.raises(Unprocessable) as refused:
+        install.install(svc, org.account_id, org.body({"kind": "managed_identity", "client_id": other}))
+    assert refused.value.field == "identity"
+    assert f"managed identity {other}" in refused.value.message and "HTTP 400" in refused.value.message
+    assert org.rows() == [] and org.sandbox.subscriptions(org.name) == []
