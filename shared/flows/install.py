@@ -213,12 +213,12 @@ def _connect(svc: Services, draft: Integration, pending: _PendingIdentity, looke
     """The client for the install; without `domain_name`, an organization the lookup does not know is refused."""
     try:
         return svc.ado.connect(draft, pending)
-    except AdoNotFound:
+    except (AdoNotFound, AdoAuthError):
         if not looked_up or draft.domain_name:
             raise
-        raise Unprocessable("domain_name: is required here: the account lookup knows no Azure DevOps Services "
-                            "organization with this id (an Azure DevOps Server collection always needs its URL)",
-                            field="domain_name") from None
+        raise Unprocessable("domain_name: is required here: the account lookup found no Azure DevOps Services "
+                            "organization with this id for this identity (an Azure DevOps Server collection "
+                            "always needs its URL)", field="domain_name") from None
 
 
 def _verify_organization(client: AdoClient, account_id: str, identity: Identity) -> dict[str, Any]:
