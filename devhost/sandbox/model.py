@@ -102,6 +102,32 @@ class User:
             "id": self.id,
         }
 
+    def ims_identity(self, domain: str) -> dict[str, Any]:
+        """The identities (IMS) API's view: Server splits `Domain` and `Account`; Services has the e-mail as account.
+
+        https://learn.microsoft.com/rest/api/azure/devops/ims/identities/read-identities?view=azure-devops-server-rest-7.0
+        """
+        account_domain, _, account = self.account.rpartition("\\") if self.account else (domain, "", self.email)
+
+        def text(value: str) -> dict[str, str]:
+            return {"$type": "System.String", "$value": value}
+
+        return {
+            "id": self.id,
+            "descriptor": ("System.Security.Principal.WindowsIdentity;" if self.account
+                           else "Microsoft.IdentityModel.Claims.ClaimsIdentity;") + self.id,
+            "subjectDescriptor": self.descriptor,
+            "providerDisplayName": self.display_name,
+            "isActive": True,
+            "isContainer": False,
+            "members": [],
+            "memberOf": [],
+            "properties": {"SchemaClassName": text("User"), "Domain": text(account_domain), "Account": text(account),
+                           "Mail": text(self.email)},
+            "resourceVersion": 2,
+            "metaTypeId": 0,
+        }
+
     def graph_user(self, base_url: str) -> dict[str, Any]:
         return {
             "subjectKind": "user",

@@ -23,10 +23,11 @@ from devhost.sandbox.api import (
     ok,
 )
 from devhost.sandbox.errors import ApiError
-from devhost.sandbox.model import Org
+from devhost.sandbox.model import Org, User
 from devhost.sandbox.state import State
 
 CORE_AREA = "79134c72-4a58-4b42-976c-04e7115f32bf"
+SERVER_API_CEILING = (7, 0)
 _VERSION = re.compile(r"^\d+\.\d+(-preview(\.\d+)?)?$")
 _ACCEPT_VERSION = re.compile(r"api-version\s*=\s*([^;,\s]+)", re.IGNORECASE)
 _SUBSCRIPTION_KEYS = ("publisherId", "eventType", "consumerId", "consumerActionId")
@@ -82,7 +83,9 @@ def _route(state: State, req: Request) -> Response:
     if not state.authenticate(org, req.header("Authorization")):
         return _unauthorized(req)
     if [p.lower() for p in api] != ["connectiondata"]:  # the location service answers without a version
-        _require_version(req)
+        version = _require_version(req)
+        if org.server:
+            _within_server_versions(version)
     handler = _AREAS.get(api[0].lower() if api else "")
     if handler is None or (org.server and api[0].lower() in _SERVICES_ONLY):
         raise not_found()
@@ -98,7 +101,7 @@ def _unauthorized(req: Request) -> Response:
     return Response(203, SIGN_IN_PAGE, "text/html; charset=utf-8")
 
 
-def _require_version(req: Request, *, preview_key: bool = False) -> None:
+def _require_version(req: Request, *, preview_key: bool = False) -> str:
     version = req.query.get("api-version") or (req.query.get("api-preview") if preview_key else None)
     if not version:
         match = _ACCEPT_VERSION.search(req.header("Accept"))
@@ -113,6 +116,20 @@ def _require_version(req: Request, *, preview_key: bool = False) -> None:
         )
     if not _VERSION.match(version):
         raise ApiError(400, f"The following api-version is invalid: '{version}'.", "VssInvalidApiVersionException")
+    return version
+
+
+def _within_server_versions(version: str) -> None:
+    """Azure DevOps Server 2022 answers REST api-version 7.0 at most (Services: 7.1 and previews of 7.2).
+
+    https://learn.microsoft.com/azure/devops/integrate/concepts/rest-api-versioning#supported-versions
+    """
+    major, minor = (int(part) for part in version.split("-", 1)[0].split(".")[:2])
+    if (major, minor) > SERVER_API_CEILING:
+        ceiling = ".".join(str(part) for part in SERVER_API_CEILING)
+        raise ApiError(400, f"The requested REST API version of {major}.{minor} is out of range for this server. "
+                       f"The latest REST API version this server supports is {ceiling}.",
+                       "VssVersionOutOfRangeException")
 
 
 # -- account lookup -----------------------------------------------------------------------------
@@ -242,6 +259,31 @@ def _graph(state: State, org: Org, project: str | None, api: list[str], req: Req
     return ok({"count": len(value), "value": value}, headers=headers)
 
 
+def _identities(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
+    """`GET {collection}/_apis/identities?searchFilter=&filterValue=` (Server; Services serves it on vssps).
+
+    AccountName matches `DOMAIN\\user`, MailAddress the e-mail, General either or the display name;
+    all case-insensitive and exact.
+    """
+    method(req, "GET")
+    if api or project is not None:
+        raise not_found()
+    kind, value = req.query.get("searchfilter", ""), req.query.get("filtervalue", "").strip().lower()
+    if kind.lower() not in ("accountname", "mailaddress", "general", "displayname") or not value:
+        raise ApiError(400, "searchFilter and filterValue are required.", "ArgumentException")
+    with state.lock:
+        found = [u for u in org.users if value in _identity_keys(u, kind.lower())]
+        return ok({"count": len(found), "value": [u.ims_identity(org.server_domain) for u in found]})
+
+
+def _identity_keys(user: User, kind: str) -> set[str]:
+    keys = {"accountname": {user.unique_name.lower()}, "mailaddress": {user.email.lower()},
+            "displayname": {user.display_name.lower()}}
+    if kind == "general":
+        return keys["accountname"] | keys["mailaddress"] | keys["displayname"]
+    return keys[kind]
+
+
 def _connection_data(state: State, org: Org, project: str | None, api: list[str], req: Request) -> Response:
     """`GET {org}/_apis/connectionData`: who the credential is, and the collection's `instanceId`."""
     method(req, "GET")
@@ -259,5 +301,6 @@ _AREAS: dict[str, Callable[[State, Org, str | None, list[str], Request], Respons
     "hooks": _hooks,
     "search": _search,
     "graph": _graph,
+    "identities": _identities,
     "connectiondata": _connection_data,
 }

@@ -1,6 +1,7 @@
-"""Credentials for Azure DevOps calls: personal access tokens and refreshing OAuth tokens.
+"""Credentials for Azure DevOps calls: personal access tokens, refreshing OAuth tokens, app-only identities.
 
-`auth_for` picks the right `Auth` for an integration's stored identity. `OAuthAuth` refreshes a
+`auth_for` picks the right `Auth` for an integration's stored identity (`EntraAuth` from
+`shared.adapters.entra` for managed identities and service principals). `OAuthAuth` refreshes a
 token shortly before it expires and saves the new token set with the identity's ETag, so two
 workers refreshing at once end with one stored token set. Does network I/O (the token URL) and
 storage I/O through the injected `IdentityRepo`. Tokens never reach logs, messages or reprs.
@@ -20,6 +21,7 @@ import requests
 
 from shared import config
 from shared.adapters.ado_http import TIMEOUT, Auth, decode_response, transport_error
+from shared.adapters.entra import CredentialFactory, EntraAuth, TokenCache
 from shared.config import Settings
 from shared.core.errors import AdoServerError, IdentityInvalid
 from shared.core.models import Identity
@@ -246,16 +248,26 @@ def auth_for(
     *,
     settings: Settings | None = None,
     session: requests.Session | None = None,
+    entra_credentials: CredentialFactory | None = None,
+    entra_cache: TokenCache | None = None,
 ) -> Auth:
     """The `Auth` for the identity stored for `account_id`.
 
+    Managed identities and service principals get an `EntraAuth` on the process-wide token cache
+    (unless `entra_cache` is given) with credentials from `entra_credentials` (default: azure-identity).
+
     Raises:
-        IdentityInvalid: no identity is stored.
+        IdentityInvalid: no identity is stored, or a stored app-only identity is unusable.
     """
     loaded = repo.load_identity(account_id)
     if loaded is None:
         raise IdentityInvalid(f"No identity is stored for Azure DevOps account {account_id}.")
     identity = loaded[0]
+    if identity.kind in ("managed_identity", "service_principal"):
+        _check_valid(identity, account_id)
+        if identity.entra is None:
+            raise IdentityInvalid(f"The identity of Azure DevOps account {account_id} has no description.")
+        return EntraAuth(identity.entra, credentials=entra_credentials, cache=entra_cache)
     if identity.kind == "pat":
 
         def reload() -> str | None:

@@ -18,13 +18,13 @@ import requests
 
 from shared import config
 from shared.adapters.ado_discovery import DiscoveryCalls
+from shared.adapters.ado_endpoints import API_VERSION, Endpoints, services_endpoints, unavailable
 from shared.adapters.ado_http import TIMEOUT, Auth, NoAuth, decode_response, retryable, transport_error
 from shared.config import Settings
-from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable, InvalidInput
+from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "7.1"
 GRAPH_API_VERSION = "7.1-preview.1"
 LOOKUP_API_VERSION = "5.0-preview.1"
 BACKOFF_BASE = 0.5
@@ -70,10 +70,7 @@ class Api:
     SUBSCRIPTION = "_apis/hooks/subscriptions/{id}"
     # https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions/query?view=azure-devops-rest-7.1
     SUBSCRIPTIONS_QUERY = "_apis/hooks/subscriptionsquery"
-    # Absolute URLs come from settings (ADO_SEARCH_URL, ADO_GRAPH_USERS_URL, ADO_ACCOUNT_LOOKUP_URL):
-    # https://learn.microsoft.com/rest/api/azure/devops/search/work-item-search-results/fetch-work-item-search-results?view=azure-devops-rest-7.1
-    # https://learn.microsoft.com/rest/api/azure/devops/graph/users/list?view=azure-devops-rest-7.1
-    # https://learn.microsoft.com/rest/api/azure/devops/core/resource-areas/get?view=azure-devops-rest-7.1
+    # Search, users (graph, identities) and the account lookup: see `shared.adapters.ado_endpoints`.
 
 
 def path(template: str, **parts: object) -> str:
@@ -85,8 +82,9 @@ def path(template: str, **parts: object) -> str:
 
 
 class AdoClient(DiscoveryCalls):
-    """Azure DevOps REST calls for one organization (instance URL `base_url`); process metadata
-    calls (types, fields, classification trees) come from `DiscoveryCalls`."""
+    """Azure DevOps REST calls for one organization (instance URL `base_url`); `endpoints`: where search and
+    user calls go and the api-version the collection takes (default: Azure DevOps Services, from settings).
+    Process metadata calls (types, fields, classification trees) come from `DiscoveryCalls`."""
 
     def __init__(
         self,
@@ -95,6 +93,7 @@ class AdoClient(DiscoveryCalls):
         auth: Auth,
         account_name: str = "",
         settings: Settings | None = None,
+        endpoints: Endpoints | None = None,
         session: requests.Session | None = None,
         max_tries: int = 4,
         max_retry_after: float = 30.0,
@@ -104,6 +103,8 @@ class AdoClient(DiscoveryCalls):
         self.account_name = account_name
         self._auth = auth
         self._settings = settings
+        self._endpoints = endpoints
+        self.api_version = endpoints.api_version if endpoints else API_VERSION
         self._session = session or requests.Session()
         self._max_tries = max(1, max_tries)
         self._max_retry_after = max_retry_after
@@ -117,6 +118,10 @@ class AdoClient(DiscoveryCalls):
         if self._settings is None:
             self._settings = config.settings()
         return self._settings
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self._endpoints or services_endpoints(self.account_name, self.settings)
 
     # -- the one request path ---------------------------------------------------------------
 
@@ -141,7 +146,7 @@ class AdoClient(DiscoveryCalls):
             json: the body, sent as JSON.
             content_type: defaults to `application/json`.
             retry: whether throttling/transient failures are retried; default: GET and DELETE only.
-            api_version: the api-version to send.
+            api_version: the api-version to send; the default is lowered to 7.0 for Azure DevOps Server.
 
         Raises:
             AdoError: the mapped failure (after retries, when retried).
@@ -171,6 +176,8 @@ class AdoClient(DiscoveryCalls):
     ) -> tuple[Any, requests.Response]:
         method = method.upper()
         full_url = url if urlsplit(url).scheme else self.base_url + url
+        if api_version == API_VERSION:
+            api_version = self.api_version
         query: dict[str, Any] = dict(params or {})
         if api_version and "api-version=" not in full_url:
             query.setdefault("api-version", api_version)
@@ -220,11 +227,14 @@ class AdoClient(DiscoveryCalls):
 
     # -- work items -------------------------------------------------------------------------
 
+    def connection_data(self) -> dict[str, Any]:
+        """The collection behind `base_url` (`instanceId`, `deploymentType`: hosted | onPremises) and the caller."""
+        answer = self.request("GET", Api.CONNECTION_DATA, api_version=None)
+        return answer if isinstance(answer, dict) else {}
+
     def organization_id(self) -> str:
         """The id of the organization (collection) behind `base_url`, as Azure DevOps reports it."""
-        answer = self.request("GET", Api.CONNECTION_DATA, api_version=None)
-        value = answer.get("instanceId") if isinstance(answer, dict) else None
-        return str(value) if value else ""
+        return str(self.connection_data().get("instanceId") or "")
 
     def get_work_item(self, work_item_id: int | str) -> dict[str, Any]:
         return dict(self.request("GET", path(Api.WORK_ITEM, id=work_item_id)))
@@ -264,7 +274,7 @@ class AdoClient(DiscoveryCalls):
 
     def search_work_items(self, text: str, top: int = 25) -> list[dict[str, Any]]:
         """Org-wide work item search; results carry lower-cased field keys with string values."""
-        url = self._account_url(self.settings.ado_search_url)
+        url = self._endpoint(self.endpoints.search_url)
         body = {"searchText": text, "$top": top, "$skip": 0, "filters": {}}
         answer = self.request("POST", url, json=body, retry=True)
         return list(answer.get("results") or []) if isinstance(answer, dict) else []
@@ -329,8 +339,8 @@ class AdoClient(DiscoveryCalls):
     # -- users ------------------------------------------------------------------------------
 
     def iter_graph_users(self) -> Iterator[dict[str, Any]]:
-        """Every user of the organization, following `X-MS-ContinuationToken` across pages."""
-        url = self._account_url(self.settings.ado_graph_users_url)
+        """Every user of the organization, following `X-MS-ContinuationToken` across pages (Services only)."""
+        url = self._endpoint(self.endpoints.graph_users_url)
         token: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
@@ -342,10 +352,15 @@ class AdoClient(DiscoveryCalls):
                 return
             seen.add(token)
 
-    def _account_url(self, template: str) -> str:
-        if not self.account_name:
-            raise InvalidInput("account_name is required for this Azure DevOps call", field="account_name")
-        return template.replace("{account_name}", quote(self.account_name, safe=""))
+    def find_identities(self, search_filter: str, value: str) -> list[dict[str, Any]]:
+        """Identities matching `value` by `search_filter`: MailAddress, AccountName (`DOMAIN\\user`), General."""
+        params = {"searchFilter": search_filter, "filterValue": value, "queryMembership": "None"}
+        return _values(self.request("GET", self._endpoint(self.endpoints.identities_url), params=params))
+
+    def _endpoint(self, url: str | None) -> str:
+        if not url:
+            raise unavailable(self.endpoints)
+        return url
 
 
 def _values(body: Any) -> list[dict[str, Any]]:

@@ -6,6 +6,10 @@ One partition per Azure DevOps organization (PartitionKey = account id) in table
 |---------------------------------|----------------------------------------------|
 | `integration`                   | the integration (subscription, secret hash)  |
 | `identity`                      | its credential (never returned by the API)   |
+
+The identity row of an `oauth` or `pat` identity holds its tokens sealed; that of a
+`managed_identity` or `service_principal` holds only the non-secret description (client and tenant
+ids, Key Vault references) in `entra`, and no token at all.
 | `org|<org id>`                  | a tracker organization's link and config     |
 | `wi|<work item id>|<org>|<group>` | the groups linked to a work item           |
 
@@ -24,6 +28,9 @@ from azure.data.tables import TableEntity
 
 from shared.adapters import tables
 from shared.adapters.cipher import Cipher, is_envelope
+from shared.core.errors import InvalidInput
+from shared.core.identities import KINDS as ENTRA_KINDS
+from shared.core.identities import parse_entra_identity
 from shared.core.keys import check_id, join
 from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 
@@ -33,7 +40,7 @@ RK_IDENTITY = "identity"
 ORG_PREFIX = "org|"
 INDEX_PREFIX = "wi|"
 SCAN_FIELDS = ["PartitionKey", "RowKey", "status", "subscription_id", "last_checked", "account_name",
-               "domain_name"]
+               "domain_name", "deployment"]
 
 
 def _integration_entity(item: Integration) -> dict[str, Any]:
@@ -51,6 +58,7 @@ def _integration_entity(item: Integration) -> dict[str, Any]:
         "problem": item.problem,
         "last_reconciled": item.last_reconciled,
         "repaired": item.repaired,
+        "deployment": item.deployment,
     }
 
 
@@ -68,6 +76,7 @@ def _integration(entity: TableEntity) -> Integration:
         problem=entity.get("problem"),
         last_reconciled=entity.get("last_reconciled"),
         repaired=int(entity.get("repaired") or 0),
+        deployment=entity.get("deployment") or "",
     )
 
 
@@ -90,6 +99,11 @@ def _identity_context(account_id: str) -> str:
 
 
 def _identity_entity(account_id: str, identity: Identity, cipher: Cipher) -> dict[str, Any]:
+    if identity.kind in ENTRA_KINDS:
+        # Nothing secret to seal: the description only (tokens are fetched at run time, never stored).
+        return {"PartitionKey": account_id, "RowKey": RK_IDENTITY, "kind": identity.kind,
+                "entra": json.dumps(identity.entra.to_dict() if identity.entra else {}),
+                "status": identity.status, "problem": identity.problem}
     secrets = {name: getattr(identity, name) for name in SECRET_FIELDS}
     return {
         "PartitionKey": account_id,
@@ -109,6 +123,19 @@ def _identity_secrets(entity: TableEntity, cipher: Cipher) -> dict[str, Any]:
         opened = json.loads(cipher.open(_identity_context(entity["PartitionKey"]), sealed))
         return opened if isinstance(opened, dict) else {}
     return {name: entity.get(name) for name in SECRET_FIELDS}
+
+
+def _entra_identity(entity: TableEntity) -> Identity:
+    """A managed identity or service principal row; an unreadable description makes it invalid."""
+    kind = entity["kind"]
+    try:
+        stored = json.loads(entity.get("entra") or "{}")
+        entra = parse_entra_identity({**stored, "kind": kind} if isinstance(stored, dict) else {})
+    except (InvalidInput, ValueError):
+        return Identity(kind=kind, access_token="", status="invalid",
+                        problem="The stored identity description is unreadable; install the integration again.")
+    return Identity(kind=entra.kind, access_token="", status=entity.get("status", "valid"),
+                    problem=entity.get("problem"), entra=entra)
 
 
 def _index_row(key: str, org_id: str, group_id: str) -> str:
@@ -222,6 +249,8 @@ class IntegrationStore:
         entity = tables.get(TABLE, account_id, RK_IDENTITY)
         if entity is None:
             return None
+        if entity.get("kind") in ENTRA_KINDS:
+            return _entra_identity(entity), tables.etag(entity)
         secrets = _identity_secrets(entity, self._cipher())
         identity = Identity(
             kind=entity.get("kind", "oauth"),
@@ -255,6 +284,8 @@ class IntegrationStore:
         cipher = self._cipher()
         count = 0
         for entity in tables.query(TABLE, "RowKey eq @rk", rk=RK_IDENTITY):
+            if entity.get("kind") in ENTRA_KINDS:
+                continue  # nothing sealed
             sealed = entity.get("sealed")
             account_id = entity["PartitionKey"]
             if isinstance(sealed, str) and is_envelope(sealed):

@@ -10,17 +10,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.core.events import Event
+from shared.core.identities import EntraIdentity
 
 GroupStatus = Literal["unresolved", "resolved"]
 GROUP_STATUSES: tuple[str, ...] = ("unresolved", "resolved")
 
-IdentityKind = Literal["oauth", "pat"]
+IdentityKind = Literal["oauth", "pat", "managed_identity", "service_principal"]
+IDENTITY_KINDS: tuple[str, ...] = ("oauth", "pat", "managed_identity", "service_principal")
 
 
 @dataclass
 class Identity:
     """The credential an integration calls Azure DevOps with.
 
+    `oauth` and `pat` carry tokens (`access_token`, `refresh_token`); `managed_identity` and
+    `service_principal` carry only `entra`, the non-secret description of an app-only identity
+    (`access_token` is empty: their tokens are fetched at run time and never stored).
     `expires_at` is unix seconds (None: unknown / never). `status` is "valid" or "invalid"
     (a refresh was refused); `problem` says why.
     """
@@ -31,6 +36,7 @@ class Identity:
     expires_at: float | None = None
     status: str = "valid"
     problem: str | None = None
+    entra: EntraIdentity | None = None
 
     def __repr__(self) -> str:
         return f"Identity(kind={self.kind!r}, expires_at={self.expires_at!r}, status={self.status!r})"
@@ -43,7 +49,12 @@ class Identity:
 
 @dataclass
 class Integration:
-    """One Azure DevOps organization (account/collection) installed in the bundle."""
+    """One Azure DevOps organization (account/collection) installed in the bundle.
+
+    `deployment` is "services" (Azure DevOps Services) or "server" (an Azure DevOps Server
+    collection), as the collection's connectionData reported at install; "" for integrations
+    installed before it was recorded (then the organization URL decides).
+    """
 
     account_id: str
     account_name: str
@@ -59,6 +70,7 @@ class Integration:
     # links the last pass brought back in sync.
     last_reconciled: float | None = None
     repaired: int = 0
+    deployment: str = ""
 
     def __repr__(self) -> str:
         return f"Integration(account_id={self.account_id!r}, status={self.status!r})"

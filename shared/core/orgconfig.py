@@ -9,7 +9,9 @@ from typing import Any
 from shared.core import validate as v
 from shared.core.defaults import parse_defaults
 from shared.core.errors import InvalidInput
-from shared.core.models import Identity
+from shared.core.identities import KINDS as ENTRA_KINDS
+from shared.core.identities import parse_entra_identity
+from shared.core.models import IDENTITY_KINDS, Identity
 from shared.core.times import parse_time
 
 MAX_TOKEN = 16_000
@@ -19,8 +21,13 @@ BOOLEAN_KEYS = ("sync_status_reverse", "sync_forward_assignment", "sync_reverse_
 
 
 def parse_identity(body: dict[str, Any]) -> Identity:
+    """An install body's `identity`: tokens for `oauth`/`pat`, a token-free description for the app-only kinds."""
+    kind = body.get("kind")
+    if kind in ENTRA_KINDS:
+        entra = parse_entra_identity(body)
+        return Identity(kind=entra.kind, access_token="", entra=entra)
     try:
-        kind = v.choice(body, "kind", ("oauth", "pat"))
+        kind = v.choice(body, "kind", IDENTITY_KINDS)
         access_token = v.required_text(body, "access_token", max_len=MAX_TOKEN)
         refresh_token = v.text(body, "refresh_token", required=False, max_len=MAX_TOKEN)
     except InvalidInput as error:

@@ -101,11 +101,12 @@ def status_plan(config: dict[str, Any], link: Link, group: Group) -> Plan:
 
 
 def assignee_plan(ado_user: dict[str, Any] | None, group: Group) -> Plan:
-    """Assign to an ADO user (by e-mail, else principal name), or remove the assignee."""
+    """Assign to an ADO user (by e-mail, else principal name: on Azure DevOps Server the `DOMAIN\\user`
+    account), or remove the assignee. The plan's value is lower-cased, as service hooks are read."""
     if ado_user is None:
         return Plan("", [{"op": "remove", "path": "/fields/System.AssignedTo"}], {"assignee": group.assignee})
     value = str(ado_user.get("mailAddress") or ado_user.get("principalName") or "")
-    return Plan(value, [{"op": "add", "path": "/fields/System.AssignedTo", "value": value}],
+    return Plan(value.lower(), [{"op": "add", "path": "/fields/System.AssignedTo", "value": value}],
                 {"assignee": group.assignee, "ado_user": value})
 
 

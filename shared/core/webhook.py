@@ -4,6 +4,13 @@ Pure: no network or storage access. `parse` validates the envelope before anythi
 `credential` extracts the shared secret (basic-auth password or `shared-secret` header).
 Payloads (resourceVersion 1.0: identities are "Name <email>" strings):
 https://learn.microsoft.com/azure/devops/service-hooks/events#workitem.updated
+
+Azure DevOps Services and Server deliveries differ: Services names the organization twice in
+`resourceContainers` (`collection` and `account`, different ids), Server names `collection`,
+`server` and `project` and no `account`. Both carry `collection.id`, the integration's key. Server
+identities are domain accounts, `Name <DOMAIN\\user>`, with no e-mail: `assignee_of` gives that
+account, which the inbound flow turns into an e-mail through the collection's identities API.
+https://learn.microsoft.com/azure/devops/service-hooks/events#resource-containers
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ MAX_BODY = 2 * 1024 * 1024
 WORKITEM_UPDATED = "workitem.updated"
 _EMAIL_IN_BRACKETS = re.compile(r"<(.*)>")
 _BARE_EMAIL = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
+# A Windows domain account as Azure DevOps Server writes it: DOMAIN\user (no spaces, one backslash).
+_ACCOUNT = re.compile(r"^[^\s<>@\\/]{1,64}\\[^\s<>@\\/]{1,104}$")
 
 _UNSET = object()
 
@@ -121,6 +130,30 @@ def email_of(value: Any) -> str | None:
         found = match.group(1).strip()
         return found if _BARE_EMAIL.match(found) else None
     return value.strip() if _BARE_EMAIL.match(value.strip()) else None
+
+
+def account_of(value: Any) -> str | None:
+    """The domain account (`DOMAIN\\user`) in an Azure DevOps Server AssignedTo value: a
+    "Name <DOMAIN\\user>" string, a bare account, or an identity object's `uniqueName`."""
+    if isinstance(value, dict):
+        unique = value.get("uniqueName")
+        return account_of(unique) if isinstance(unique, str) else None
+    if not isinstance(value, str):
+        return None
+    match = _EMAIL_IN_BRACKETS.search(value)
+    found = (match.group(1) if match else value).strip()
+    return found if _ACCOUNT.match(found) else None
+
+
+def assignee_of(value: Any) -> str | None:
+    """What identifies an AssignedTo value, lower-cased: the e-mail (Services) or the domain account (Server)."""
+    found = email_of(value) or account_of(value)
+    return found.lower() if found else None
+
+
+def is_account(assignee: str) -> bool:
+    """Whether an `assignee_of` result is a Server domain account rather than an e-mail."""
+    return "\\" in assignee
 
 
 def _usable_id(value: Any) -> str | None:

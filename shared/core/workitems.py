@@ -18,7 +18,7 @@ from shared.core.errors import AdoBadRequest, AdoNotFound, Unprocessable
 from shared.core.keys import check_id
 from shared.core.models import Link
 from shared.core.rendering import markdown_html
-from shared.core.webhook import email_of
+from shared.core.webhook import assignee_of
 
 MAX_TITLE = 128
 MAX_FIELDS = 100
@@ -184,8 +184,11 @@ def with_marker(ops: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
 
 
 def field_values(fields: dict[str, Any]) -> tuple[str | None, str]:
-    """The (state, assignee e-mail or "") a work item's fields hold, in the form its service hooks report."""
+    """The (state, assignee or "") a work item's fields hold, in the form its service hooks report.
+
+    The assignee is the lower-cased e-mail, or on Azure DevOps Server the domain account (`domain\\user`).
+    """
     state = fields.get("System.State")
     assigned = fields.get("System.AssignedTo")
-    email = email_of(assigned) if assigned else None
-    return (state if isinstance(state, str) else None), (email or "").lower()
+    assignee = assignee_of(assigned) if assigned else None
+    return (state if isinstance(state, str) else None), assignee or ""

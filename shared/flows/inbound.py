@@ -22,12 +22,12 @@ from typing import Literal
 
 from shared.compose import Services
 from shared.core import sync, validate, webhook
-from shared.core.errors import AdoError, IdentityInvalid, InvalidInput, TransientError, Unauthorized
+from shared.core.errors import AdoError, AdoUnavailable, IdentityInvalid, InvalidInput, TransientError, Unauthorized
 from shared.core.keys import check_id
 from shared.core.models import GroupChange, GroupState, Integration, OrgLink
 from shared.core.reply import Reply
 from shared.core.secrets import matches
-from shared.flows import events, states
+from shared.flows import events, server_users, states
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def apply_observation(svc: Services, integration: Integration, org_link: OrgLink
                                                             wit or link.work_item_type)
         action = _status_action(observed, done, override)
     email: str | Literal[False] | None = False if observed.assignee is None else (observed.assignee or None)
-    assignee, note = _assignee_for(svc, org_link, state.group.project_id, state.group.org_id, email)
+    assignee, note = _assignee_for(svc, integration, org_link, state.group.project_id, state.group.org_id, email)
     changed: list[bool] = []
 
     def decide(current: GroupState | None) -> GroupChange:
@@ -134,30 +134,51 @@ def _text(value: object) -> str | None:
 
 
 def _assignee_email(delivery: webhook.Delivery) -> str | Literal[False] | None:
-    """The e-mail to assign, None to deassign, False when there is no (usable) assignee change."""
+    """The e-mail (Server: domain account) to assign, None to deassign, False when there is no usable change."""
     change = delivery.assigned_to
     if change is None:
         return False
     if change.new is None or change.new == "":
         return None
-    email = webhook.email_of(change.new)
-    if email is None:
+    assignee = webhook.assignee_of(change.new)
+    if assignee is None:
         log.warning("webhook.assignee.unparseable", extra={"work_item": delivery.work_item_id})
         return False
-    return email.lower()
+    return assignee
 
 
-def _assignee_for(svc: Services, org_link: OrgLink, project_id: str, org_id: str,
+def _assignee_for(svc: Services, integration: Integration, org_link: OrgLink, project_id: str, org_id: str,
                   email: str | Literal[False] | None) -> tuple[str | Literal[False] | None, str | None]:
     if email is False or not org_link.flag("sync_reverse_assignment"):
         return False, None
     if email is None:
         return None, None
+    if webhook.is_account(email):
+        found, why = _account_email(svc, integration, email)
+        if found is None:
+            return False, why
+        email = found
     for user_id, projects in svc.store.users.members_with_email(org_id, email):
         if project_id in projects:
             return user_id, None
     log.info("webhook.assignee.not_found", extra={"organization_id": org_id})
     return False, "No user with this verified e-mail is a member of the group's project."
+
+
+def _account_email(svc: Services, integration: Integration, account: str) -> tuple[str | None, str | None]:
+    """The e-mail of an Azure DevOps Server domain account, or (None, why the assignee is not synced)."""
+    try:
+        email = server_users.email_of_account(lambda: svc.ado(integration), svc.store.cache,
+                                              integration.account_id, account)
+    except AdoUnavailable as error:
+        raise TransientError("Azure DevOps identities are unavailable; retry later") from error
+    except (AdoError, IdentityInvalid) as error:
+        log.warning("webhook.assignee.lookup_failed",
+                    extra={"account_id": integration.account_id, "error": type(error).__name__})
+        return None, f"The Azure DevOps Server account {account} could not be looked up ({error.message})."
+    if email is None:
+        return None, f"The Azure DevOps Server account {account} has no e-mail address to match a user by."
+    return email, None
 
 
 def _override(org_link: OrgLink, project: str | None) -> dict[str, list[str]] | None:

@@ -13,7 +13,13 @@ state, type or path that does not exist is a 422; Azure DevOps out of reach is a
 
 Identity rules: `pat` needs `access_token` only; `oauth` may omit `refresh_token` (then the token
 is used until it expires and is never refreshed) and `expires_at` (then it is refreshed only when
-ADO answers 401).
+ADO answers 401). `managed_identity` and `service_principal` carry no token at all (see
+`shared.core.identities`): the install itself is their first use, and only their description is stored.
+
+Azure DevOps Server: the collection's connectionData says whether it is Services or Server; that is
+recorded (`deployment`) and decides where search and user calls go. A Server collection is not in the
+Services account directory, so its install needs `domain_name`, and it takes personal access tokens
+(Microsoft Entra tokens are for Services organizations only).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.adapters.ado_client import AdoClient
+from shared.adapters.ado_endpoints import SERVER, reported_deployment
 from shared.compose import Services
 from shared.config import settings
 from shared.core import hooks
@@ -31,6 +38,7 @@ from shared.core.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoError,
+    AdoNotFound,
     AdoUnavailable,
     IdentityInvalid,
     NotFound,
@@ -38,6 +46,7 @@ from shared.core.errors import (
     Unprocessable,
 )
 from shared.core.hosts import organization_url, parse_server_hosts
+from shared.core.identities import KINDS as ENTRA_KINDS
 from shared.core.keys import check_id
 from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
@@ -54,6 +63,11 @@ ACCESS_HELP = (
     "Azure DevOps refused to create the service hook for this organization. Please ensure that "
     "third-party application access via OAuth is enabled for the Azure DevOps organization, and that "
     "the installing identity has project administrator rights (needed to create service hooks)."
+)
+ENTRA_HELP = (
+    "Managed identities and service principals work only with Azure DevOps Services organizations "
+    "connected to Microsoft Entra ID, and must first be added to the organization as users; an Azure "
+    "DevOps Server collection needs a personal access token."
 )
 
 
@@ -76,10 +90,15 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     draft = Integration(account_id=account_id, account_name=account_name,
                         domain_name=domain_name or (old.domain_name if old else ""))
     try:
-        client = svc.ado.connect(draft, pending)
-        _verify_organization(client, account_id)
+        client = _connect(svc, draft, pending, domain_name is None)
+        deployment = reported_deployment(_verify_organization(client, account_id, identity), client.base_url)
+        if deployment == SERVER and identity.kind in ENTRA_KINDS:
+            raise Unprocessable(f"identity.kind: {ENTRA_HELP}", field="identity.kind")
+        if deployment != client.endpoints.deployment:
+            client = svc.ado.connect(replace(draft, domain_name=client.base_url, deployment=deployment), pending)
         if config:
-            preflight.check_config(Lookups(svc, draft, lambda: client, cache=False), config)
+            checked = client
+            preflight.check_config(Lookups(svc, draft, lambda: checked, cache=False), config)
         hook = _ensure_hook(client, old, url)
     except IdentityInvalid as error:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
@@ -88,6 +107,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     svc.ado.forget(account_id)
     _save_integration(svc, Integration(
         account_id=account_id, account_name=account_name, domain_name=client.base_url, status="active",
+        deployment=deployment,
         subscription_id=hook.id, secret_hash=hook.secret_hash, subscription_status=hook.status,
         last_checked=old.last_checked if old and hook.reused else None,
         last_delivery=old.last_delivery if old else None, problem=None,
@@ -158,6 +178,7 @@ def view(state: IntegrationState) -> dict[str, Any]:
         "account_id": item.account_id,
         "account_name": item.account_name,
         "domain_name": item.domain_name,
+        "deployment": item.deployment or None,
         "status": item.status,
         "subscription": {
             "id": item.subscription_id,
@@ -200,15 +221,29 @@ def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
     return _Hook(created.id, created.status, created.secret_hash, False)
 
 
-def _verify_organization(client: AdoClient, account_id: str) -> None:
-    """Refuse an organization URL that serves another organization than `account_id`.
+def _connect(svc: Services, draft: Integration, pending: _PendingIdentity, looked_up: bool) -> AdoClient:
+    """The client for the install; without `domain_name`, an organization the lookup does not know is refused."""
+    try:
+        return svc.ado.connect(draft, pending)
+    except (AdoNotFound, AdoAuthError):
+        if not looked_up or draft.domain_name:
+            raise
+        raise Unprocessable("domain_name: is required here: the account lookup found no Azure DevOps Services "
+                            "organization with this id for this identity (an Azure DevOps Server collection "
+                            "always needs its URL)", field="domain_name") from None
+
+
+def _verify_organization(client: AdoClient, account_id: str, identity: Identity) -> dict[str, Any]:
+    """The collection's connectionData; refuse a URL that serves another organization than `account_id`.
 
     Network failures answer one generic error: what a host did must not be readable from the answer.
     """
     try:
-        found = client.organization_id()
+        data = client.connection_data()
+        found = str(data.get("instanceId") or "")
     except AdoAuthError as error:
-        raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
+        hint = ENTRA_HELP if identity.kind in ENTRA_KINDS else ACCESS_HELP
+        raise Unprocessable(f"{hint} (Azure DevOps said: {error.message})", field="identity") from None
     except AdoUnavailable:
         raise TransientError("Azure DevOps could not be reached for this organization; retry later") from None
     except AdoError:
@@ -217,6 +252,7 @@ def _verify_organization(client: AdoClient, account_id: str) -> None:
     if found.lower() != account_id.lower():
         raise Unprocessable(f"domain_name: the organization at this URL is not account {account_id}",
                             field="domain_name")
+    return data
 
 
 def _save_integration(svc: Services, new: Integration) -> Integration:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.adapters.ado_client import AdoClient
+from shared.adapters.ado_endpoints import is_server
 from shared.adapters.cache import CacheStore
 from shared.compose import Services
 from shared.core import events, sync
@@ -47,6 +48,7 @@ from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
 from shared.core.workitems import field_values
 from shared.flows import events as flow_events
+from shared.flows import server_users
 from shared.flows.inbound import apply_observation
 
 log = logging.getLogger(__name__)
@@ -256,7 +258,9 @@ def _plan(job: _Job, state: GroupState, link: Link) -> plan.Plan:
     ado_user = None
     if group.assignee is not None:
         user = job.svc.store.users.get(group.org_id, group.assignee)
-        ado_user = find_ado_user(job.client, job.svc.store.cache, job.msg.integration_id, user.emails if user else [])
+        # Azure DevOps Server has no graph: its identities API gives the domain account to write.
+        find = server_users.find_user if is_server(job.integration) else find_ado_user
+        ado_user = find(job.client, job.svc.store.cache, job.msg.integration_id, user.emails if user else [])
         if ado_user is None:
             return plan.Plan(None, None, {"reason": NO_ADO_USER, "assignee": group.assignee})
     return plan.assignee_plan(ado_user, group)

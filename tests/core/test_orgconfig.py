@@ -81,6 +81,49 @@ def test_identity_error_never_echoes_the_token() -> None:
     assert "SECRET" not in error.message
 
 
+TENANT = "11111111-2222-4333-8444-555555555555"
+CLIENT = "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"
+
+
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        pytest.param({"kind": "managed_identity"}, {"kind": "managed_identity"}, id="app-identity"),
+        pytest.param({"kind": "managed_identity", "client_id": CLIENT},
+                     {"kind": "managed_identity", "client_id": CLIENT.lower()}, id="user-assigned"),
+        pytest.param({"kind": "service_principal", "tenant_id": TENANT, "client_id": CLIENT,
+                      "secret_ref": "https://kv-abc.vault.azure.net/secrets/ado-sp"},
+                     {"kind": "service_principal", "tenant_id": TENANT, "client_id": CLIENT.lower(),
+                      "secret_ref": "https://kv-abc.vault.azure.net/secrets/ado-sp"}, id="service-principal"),
+    ],
+)
+def test_app_only_identities_carry_a_description_and_no_token(body: dict[str, Any],
+                                                              description: dict[str, str]) -> None:
+    identity = parse_identity(body)
+    assert identity.kind == body["kind"]
+    assert identity.entra is not None and identity.entra.to_dict() == description
+    assert (identity.access_token, identity.refresh_token, identity.expires_at) == ("", None, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"kind": "managed_identity", "access_token": "tok"}, "identity.access_token",
+                     id="token-with-managed-identity"),
+        pytest.param({"kind": "service_principal", "tenant_id": TENANT, "client_id": CLIENT,
+                      "client_secret": "s3cret"}, "identity.client_secret", id="inline-secret"),
+        pytest.param({"kind": "service_principal", "client_id": CLIENT,
+                      "secret_ref": "https://kv-abc.vault.azure.net/secrets/x"}, "identity.tenant_id",
+                     id="no-tenant"),
+        pytest.param({"kind": "managed_identity", "client_id": "not-a-guid"}, "identity.client_id", id="bad-guid"),
+    ],
+)
+def test_app_only_identities_are_validated(body: dict[str, Any], field: str) -> None:
+    error = _raises(parse_identity, body)
+    assert error.field == field
+    assert "s3cret" not in error.message and "tok" not in error.message.split(":", 1)[1]
+
+
 # --- parse_config -------------------------------------------------------------------------------
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.core.errors import InvalidInput
-from shared.core.webhook import MAX_BODY, Change, credentials, email_of, parse
+from shared.core.webhook import MAX_BODY, Change, account_of, assignee_of, credentials, email_of, is_account, parse
 
 COLLECTION = "80ded3e8-3cd3-43b1-9f96-52032624aa3a"
 PROJECT = "c0bf429a-c03c-4a99-9336-d45be74db5a6"
@@ -271,3 +272,54 @@ def test_credentials(headers: dict[str, str], expected: list[str]) -> None:
 )
 def test_email_of(value: Any, expected: str | None) -> None:
     assert email_of(value) == expected
+
+
+# --- Azure DevOps Services and Server payloads ----------------------------------------------------
+
+FIXTURE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "ado-webhooks"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "collection", "project", "assignee"),
+    [
+        pytest.param("workitem-updated-assigned.json", "80ded3e8-3cd3-43b1-9f96-52032624aa3a",
+                     "c0bf429a-c03c-4a99-9336-d45be74db5a6", "lauryn@sentry.io", id="services"),
+        pytest.param("workitem-updated-server.json", "5d2b8e9a-1f4c-4c1e-9a57-3c0f4b6d2e11",
+                     "3f9c1e27-6b8d-4a5e-9c21-8e7d6f5a4b3c", "fabrikam\\jamal", id="server"),
+    ],
+)
+def test_services_and_server_deliveries_parse_alike(fixture: str, collection: str, project: str,
+                                                     assignee: str) -> None:
+    payload = json.loads((FIXTURE_DIR / fixture).read_text())
+    containers = set(payload["resourceContainers"])
+    # Services names the organization as collection and account; Server as collection and server.
+    assert containers == ({"collection", "server", "project"} if "server" in fixture
+                          else {"collection", "account", "project"})
+    delivery = parse(_body(payload))
+    assert (delivery.collection_id, delivery.project_id, delivery.work_item_type) == (collection, project, "Bug")
+    assert delivery.work_item_id is not None and delivery.rev > 0
+    assert delivery.assigned_to is not None
+    assert assignee_of(delivery.assigned_to.new) == assignee
+
+
+@pytest.mark.parametrize(
+    ("value", "account", "assignee"),
+    [
+        pytest.param("Jamal Hartnett <FABRIKAM\\jamal>", "FABRIKAM\\jamal", "fabrikam\\jamal", id="server-string"),
+        pytest.param("FABRIKAM\\jamal", "FABRIKAM\\jamal", "fabrikam\\jamal", id="bare-account"),
+        pytest.param({"displayName": "Jamal", "uniqueName": "FABRIKAM\\jamal"}, "FABRIKAM\\jamal",
+                     "fabrikam\\jamal", id="identity-ref"),
+        pytest.param("Ann <Ann@Example.com>", None, "ann@example.com", id="services-email"),
+        pytest.param({"uniqueName": "ann@example.com"}, None, "ann@example.com", id="services-identity-ref"),
+        pytest.param("Jamal Hartnett", None, None, id="display-name-only"),
+        pytest.param("A <a\\b\\c>", None, None, id="two-backslashes"),
+        pytest.param("A <\\jamal>", None, None, id="no-domain"),
+        pytest.param("A <DOM AIN\\x>", None, None, id="space"),
+        pytest.param(42, None, None, id="not-text"),
+    ],
+)
+def test_server_accounts_and_assignees(value: Any, account: str | None, assignee: str | None) -> None:
+    assert account_of(value) == account
+    assert assignee_of(value) == assignee
+    if assignee is not None:
+        assert is_account(assignee) == (account is not None)

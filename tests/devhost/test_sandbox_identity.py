@@ -168,12 +168,14 @@ def test_server_collection_lives_under_tfs_with_pat_auth_only(ado: Ado, receiver
     session.verify = sandbox.ca_pem_path
     session.headers.update({"Authorization": basic(pat), "X-TFS-FedAuthRedirect": "Suppress"})
 
-    assert session.get(base + "_apis/projects", params={"api-version": "7.1"}).status_code == 200
+    assert session.get(base + "_apis/projects", params={"api-version": "7.0"}).status_code == 200
+    newer = session.get(base + "_apis/projects", params={"api-version": "7.1"})  # Server 2022 stops at 7.0
+    assert newer.status_code == 400 and newer.json()["typeKey"] == "VssVersionOutOfRangeException"
     services_path = f"{sandbox.url}DefaultCollection/_apis/projects"
-    assert session.get(services_path, params={"api-version": "7.1"}).status_code == 404
-    assert session.get(base + "_apis/graph/users", params={"api-version": "7.1-preview.1"}).status_code == 404
+    assert session.get(services_path, params={"api-version": "7.0"}).status_code == 404
+    assert session.get(base + "_apis/graph/users", params={"api-version": "7.0-preview.1"}).status_code == 404
     token = sandbox.issue_token(ORG)["access_token"]  # a Services token means nothing here
-    bearer = requests.get(base + "_apis/projects", params={"api-version": "7.1"}, verify=sandbox.ca_pem_path,
+    bearer = requests.get(base + "_apis/projects", params={"api-version": "7.0"}, verify=sandbox.ca_pem_path,
                           headers={"Authorization": f"Bearer {token}", "X-TFS-FedAuthRedirect": "Suppress"})
     assert bearer.status_code == 401
     data = session.get(base + "_apis/connectionData").json()
@@ -184,7 +186,7 @@ def test_server_collection_lives_under_tfs_with_pat_auth_only(ado: Ado, receiver
         "consumerId": "webHooks", "consumerActionId": "httpRequest",
         "consumerInputs": {"url": receiver.url, "resourceDetailsToSend": "all"},
     }
-    assert session.post(base + "_apis/hooks/subscriptions", params={"api-version": "7.1"}, json=hook).ok
+    assert session.post(base + "_apis/hooks/subscriptions", params={"api-version": "7.0"}, json=hook).ok
     wid = sandbox.create_work_item("DefaultCollection", "Fabrikam", title="On prem")["id"]
     sandbox.update_work_item("DefaultCollection", wid, assigned_to="jamal@fabrikam.example")
     assert sandbox.wait_idle(5)
@@ -201,3 +203,32 @@ def test_server_collection_lives_under_tfs_with_pat_auth_only(ado: Ado, receiver
     fixture = json.loads((FIXTURES / "workitem-updated-server.json").read_text())
     assert set(fixture["resourceContainers"]) == set(containers)
     assert set(fixture["resource"]) == set(event["resource"])
+
+
+def test_server_identities_api_finds_domain_accounts_by_account_or_mail(ado: Ado) -> None:
+    sandbox = ado.sandbox
+    sandbox.add_server_collection("IdentityCollection", domain="FABRIKAM")
+    sandbox.add_user("IdentityCollection", "Jamal Hartnett", "jamal@fabrikam.example")
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = sandbox.ca_pem_path
+    session.headers.update({"Authorization": basic(sandbox.add_pat("IdentityCollection")),
+                            "X-TFS-FedAuthRedirect": "Suppress"})
+    url = sandbox.instance_url("IdentityCollection") + "_apis/identities"
+
+    def search(kind: str, value: str) -> list[dict]:
+        resp = session.get(url, params={"searchFilter": kind, "filterValue": value, "queryMembership": "None",
+                                        "api-version": "7.0"})
+        assert resp.status_code == 200, resp.text
+        return list(resp.json()["value"])
+
+    (by_account,) = search("AccountName", "fabrikam\\JAMAL")
+    properties = by_account["properties"]
+    assert (properties["Domain"]["$value"], properties["Account"]["$value"]) == ("FABRIKAM", "jamal")
+    assert properties["Mail"]["$value"] == "jamal@fabrikam.example"
+    assert by_account["providerDisplayName"] == "Jamal Hartnett"
+    assert search("MailAddress", "Jamal@Fabrikam.example")[0]["id"] == by_account["id"]
+    assert search("General", "jamal hartnett")[0]["id"] == by_account["id"]
+    assert search("MailAddress", "nobody@fabrikam.example") == []
+    missing = session.get(url, params={"searchFilter": "AccountName", "api-version": "7.0"})
+    assert missing.status_code == 400
