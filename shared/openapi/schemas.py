@@ -16,6 +16,8 @@ ID: Schema = {
     "description": "An id usable as a table key: no / \\ # ? | or control characters, not blank, not only dots.",
 }
 TEXT: Schema = {"type": "string"}
+TOKEN: Schema = {"type": "string", "pattern": "^[\\x21-\\x7e]+$", "maxLength": 16000,
+                 "description": "printable ASCII without spaces (it is sent in an HTTP header)"}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": ["string", "null"], "description": "ISO 8601 UTC"}
 
@@ -60,8 +62,8 @@ SCHEMAS: dict[str, Schema] = {
         "project_issue_defaults": {"type": "object"},
         "resolution_strategy": {"enum": ["resolve", "resolve_current_release", "resolve_next_release"]},
     }, closed=True),
-    "Identity": obj({"kind": {"enum": ["oauth", "pat"]}, "access_token": {"type": "string", "minLength": 1}}, {
-        "refresh_token": {"type": ["string", "null"]},
+    "Identity": obj({"kind": {"enum": ["oauth", "pat"]}, "access_token": TOKEN}, {
+        "refresh_token": nullable(TOKEN),
         "expires_at": {"type": ["string", "number", "null"], "description": "ISO 8601, or unix seconds"},
     }),
     "InstallRequest": obj(
