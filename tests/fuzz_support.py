@@ -1,13 +1,14 @@
 """Schemathesis runs of the bundle's own OpenAPI document against a running devhost, bounded and repeatable.
 
 `fuzz` draws a fixed number of cases per operation (a derandomized Hypothesis run, no shrinking, so
-the run time is bounded and the same on every run), sends each with the management key, and hands
-case and response to `inspect`, which returns the problems it finds. Nothing raises mid-run: every
-problem of every operation is reported at the end.
+the run time is bounded and the same on every run) and hands each to a `PerCase` function, which
+sends it and returns the problems it finds. Nothing raises mid-run: every problem of every
+operation is reported at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.transport import Response
@@ -27,15 +29,26 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-Inspect = Callable[[Case, Response], list[str]]
-
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 @dataclass
 class Run:
-    """What a fuzz run sent (answers counted by operation and status) and the problems it found."""
+    """One fuzz run: its HTTP session, the answers it got (by operation and status) and the problems found."""
 
+    base_url: str
+    http: requests.Session = field(default_factory=requests.Session)
     statuses: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.http.trust_env = False
+
+    def send(self, case: Case, key: str | None) -> Response:
+        """Send `case` with the management key `key` (None: no Authorization header)."""
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        response = case.call(base_url=self.base_url, session=self.http, headers=headers, timeout=60)
+        self.statuses[f"{case.operation.label} {response.status_code}"] += 1
+        return response
 
     @property
     def sent(self) -> int:
@@ -44,7 +57,15 @@ class Run:
     def summary(self) -> str:
         by_status = Counter(label.rsplit(" ", 1)[1] for label in self.statuses.elements())
         return f"{self.sent} requests, answers " + ", ".join(f"{k}: {v}" for k, v in sorted(by_status.items()))
-CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+# What to do with one case: send it (with `Run.send`) and return the problems found.
+PerCase = Callable[[Run, Case], list[str]]
+
+
+def with_key(key: str, inspect: Callable[[Case, Response], list[str]]) -> PerCase:
+    """Send each case with the management key, then `inspect` the answer."""
+    return lambda run, case: inspect(case, run.send(case, key))
 
 
 def load(url: str) -> BaseSchema:
@@ -66,38 +87,36 @@ def conformance(case: Case, response: Response) -> list[str]:
     return problems
 
 
-def fuzz(schema: BaseSchema, base_url: str, key: str, inspect: Inspect, *, max_examples: int,
+def fuzz(schema: BaseSchema, base_url: str, per_case: PerCase, *, max_examples: int,
          modes: Iterable[GenerationMode] = (GenerationMode.POSITIVE,),
          path_values: dict[str, list[str]] | None = None, skip: Callable[[APIOperation], bool] = lambda op: False
          ) -> Run:
-    """Send up to `max_examples` cases per operation and mode; what was sent and the problems found.
+    """Run up to `max_examples` cases per operation and mode through `per_case`.
 
     `path_values`: known ids per path parameter name; when given, half the cases of an operation use
     them (so requests reach stored records, not only 404s).
     """
-    http = requests.Session()
-    http.trust_env = False
-    result = Run()
+    run = Run(base_url)
     for operation in operations(schema):
-        if skip(operation):
-            continue
-        for mode in modes:
-            strategy = _strategy(operation, mode, path_values)
+        if not skip(operation):
+            for mode in modes:
+                _fuzz_one(run, _strategy(operation, mode, path_values), per_case, max_examples, mode)
+    return run
 
-            @settings(max_examples=max_examples, derandomize=True, deadline=None, database=None,
-                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-            @given(case=strategy)
-            def run(case: Case) -> None:
-                response = case.call(base_url=base_url, session=http, headers={"Authorization": f"Bearer {key}"},
-                                     timeout=60)
-                result.statuses[f"{case.operation.label} {response.status_code}"] += 1
-                found = inspect(case, response)
-                if found:
-                    result.problems.append(f"{case.operation.label} [{mode.value}] {case.as_curl_command()}\n    "
-                                    + "\n    ".join(found))
 
-            run()
-    return result
+def _fuzz_one(run: Run, strategy: st.SearchStrategy[Case], per_case: PerCase, max_examples: int,
+              mode: GenerationMode) -> None:
+    @settings(max_examples=max_examples, derandomize=True, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def each(case: Case) -> None:
+        found = per_case(run, case)
+        if found:
+            run.problems.append(f"{case.operation.label} [{mode.value}] {case.as_curl_command()}\n    "
+                                + "\n    ".join(found))
+
+    with contextlib.suppress(Unsatisfiable):  # nothing to make invalid: no parameters or body, negative mode
+        each()
 
 
 def _strategy(operation: APIOperation, mode: GenerationMode, path_values: dict[str, list[str]] | None

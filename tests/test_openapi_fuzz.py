@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from conftest import MANAGE_KEY, Bundle
-from fuzz_support import conformance, fuzz, load
+from fuzz_support import conformance, fuzz, load, with_key
 
 MAX_EXAMPLES = 12
 
@@ -41,7 +41,8 @@ def test_every_answer_matches_the_document(bundle: Bundle, sandbox_ado: Any, uid
     schema = load(bundle.url)
     known = records(bundle, sandbox_ado, uid)
     started = time.monotonic()
-    run = fuzz(schema, f"{bundle.url}/api", MANAGE_KEY, conformance, max_examples=MAX_EXAMPLES, path_values=known)
+    run = fuzz(schema, f"{bundle.url}/api", with_key(MANAGE_KEY, conformance), max_examples=MAX_EXAMPLES,
+               path_values=known)
     print(f"\nschemathesis: {run.summary()} in {time.monotonic() - started:.1f} s")
     assert run.sent > 0
     assert not run.problems, (f"{len(run.problems)} answers the document does not allow:\n"
