@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from shared.core import kickoff
 from shared.core.errors import InvalidInput, NotFound
 from shared.core.hooks import hook_body
 from shared.core.models import Group, GroupChange, Identity, Link, Push
-from shared.flows import inbound, install, uninstall, unlink
+from shared.flows import inbound, install, lifecycle, uninstall, unlink
 
 pytestmark = pytest.mark.usefixtures("azurite")
 
@@ -166,6 +167,23 @@ def test_a_refused_credential_is_deleted_and_the_hook_reported(recording_svc: Se
     assert not report["complete"]
     assert svc.store.integrations.load_identity(world.account_id) is None
     assert "revoked-pat" not in json.dumps(report)
+
+
+def test_a_check_that_was_running_during_the_uninstall_leaves_no_hook(recording_svc: Services,
+                                                                     installed: World) -> None:
+    svc, world = recording_svc, installed
+    seen_active = svc.store.integrations.get(world.account_id)  # what a subscription check read just before
+    assert seen_active is not None and seen_active.subscription_id
+    # The uninstall has disabled the integration and is deleting its hook in Azure DevOps...
+    svc.store.integrations.update(world.account_id, lambda current: replace(current, status="disabled"))
+
+    # ...while the check, finding that hook gone, creates a new one: it must not keep it.
+    lifecycle._replace(svc, seen_active, world.client(), "missing", now=time.time())
+
+    assert world.hook_ids() == {seen_active.subscription_id}
+    assert svc.store.integrations.get(world.account_id).subscription_id == seen_active.subscription_id  # type: ignore[union-attr]
+    assert uninstall.uninstall(svc, world.account_id).body["uninstall"]["complete"]
+    assert world.hook_ids() == set()
 
 
 def test_uninstall_of_an_unknown_integration_is_404_and_writes_nothing(recording_svc: Services, uid: str) -> None:
