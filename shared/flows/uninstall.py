@@ -68,7 +68,7 @@ def uninstall(svc: Services, account_id: str) -> Reply:
         account_id, lambda current: None if current.status == DISABLED else replace(current, status=DISABLED))
     if integration is None:
         raise NotFound(f"Integration {account_id} is not installed")
-    has_credential = svc.store.integrations.load_identity(account_id) is not None
+    has_credential = _has_credential(svc, account_id)
     outcome = _delete_hooks(svc, integration) if has_credential else Outcome()
     if not has_credential and integration.subscription_id:
         outcome.failed.append({"id": integration.subscription_id,
@@ -110,6 +110,15 @@ def unlink_organization(svc: Services, account_id: str, org_id: str) -> Reply:
         log.info("organization.unlinked", extra={"account_id": account_id, "organization_id": org_id})
         state = replace(state, links=[link if known.org_id == org_id else known for known in state.links])
     return Reply(status=200, body=next(o for o in view(state)["organizations"] if o["organization_id"] == org_id))
+
+
+def _has_credential(svc: Services, account_id: str) -> bool:
+    try:
+        return svc.store.integrations.load_identity(account_id) is not None
+    except TransientError:
+        raise
+    except BundleError:
+        return True  # stored, but it cannot be opened (another key): connecting says why
 
 
 def _delete_hooks(svc: Services, integration: Integration) -> Outcome:

@@ -186,6 +186,19 @@ def test_a_check_that_was_running_during_the_uninstall_leaves_no_hook(recording_
     assert world.hook_ids() == set()
 
 
+def test_a_credential_that_cannot_be_opened_is_deleted(recording_svc: Services, installed: World) -> None:
+    svc, world = recording_svc, installed
+    table = storage.table(integrations.TABLE)
+    row = table.get_entity(world.account_id, "identity")
+    table.upsert_entity({**row, "sealed": row["sealed"][:-12] + "A" * 12})  # sealed under no key we hold
+
+    report = uninstall.uninstall(svc, world.account_id).body["uninstall"]
+
+    assert report["credential_deleted"] and report["service_hooks_failed"] and not report["complete"]
+    assert [e for e in table.query_entities("PartitionKey eq @pk and RowKey eq 'identity'",
+                                            parameters={"pk": world.account_id})] == []
+
+
 def test_uninstall_of_an_unknown_integration_is_404_and_writes_nothing(recording_svc: Services, uid: str) -> None:
     with pytest.raises(NotFound):
         uninstall.uninstall(recording_svc, f"nobody-{uid}")
