@@ -27,7 +27,7 @@ from schemathesis import Case, GenerationMode
 from shared.adapters import groups, integrations, repositories, storage, users
 from shared.core.secrets import hash_secret
 
-MAX_EXAMPLES = 6
+MAX_EXAMPLES = 5
 TABLES = (integrations.TABLE, groups.TABLE, users.TABLE, repositories.TABLE)
 QUEUES = ("subscription-check", "migrate-repo", "sync-outbound", "tracker-events")
 WRONG_KEY = "not-" + MANAGE_KEY
