@@ -5,7 +5,13 @@ parameters, each bound by name in the route's own function (so mypy checks every
 grouped by what they manage; each module registers its routes on the one blueprint.
 """
 
-from manage_http import discovery, integrations, records  # noqa: F401  (registers the routes)
+from manage_http import (  # noqa: F401  (each module registers its routes)
+    discovery,
+    integrations,
+    lifecycle_routes,
+    openapi,
+    records,
+)
 from manage_http.common import bp
 
 __all__ = ["bp"]

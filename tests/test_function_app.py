@@ -34,6 +34,10 @@ HTTP = {
     "manage_group_get": ("manage/organizations/{org_id}/groups/{group_id}", ["GET"]),
     "manage_repository_put": ("manage/organizations/{org_id}/repositories/{repo_id}", ["PUT"]),
     "manage_repository_get": ("manage/organizations/{org_id}/repositories/{repo_id}", ["GET"]),
+    "manage_integration_delete": ("manage/integrations/{account_id}", ["DELETE"]),
+    "manage_org_unlink": ("manage/integrations/{account_id}/organizations/{org_id}", ["DELETE"]),
+    "manage_link_delete": ("manage/organizations/{org_id}/groups/{group_id}/links/{account_id}/{key}", ["DELETE"]),
+    "openapi_document": ("openapi.json", ["GET"]),
 }
 QUEUES = {"subscription_check": "subscription-check", "migrate_repo": "migrate-repo",
           "sync_outbound": "sync-outbound"}

@@ -258,6 +258,8 @@ class GroupStore:
             row = join(CREATION, account_id)
             if row in etags:
                 ops.append(tables.remove(pk, row, etags[row]))
+        gone = self._unlinked_rows(state, change)
+        ops += [tables.remove(pk, row, etags[row]) for row in gone]
         ops += [("create", self._activity_entity(pk, a)) for a in change.activity]
         ops += [("create", _event_entity(pk, e)) for e in change.events]
         results = tables.transact(TABLE, ops)
@@ -272,6 +274,12 @@ class GroupStore:
         for account_id in change.ended_creations:
             new.creations.pop(account_id, None)
             new.etags.pop(join(CREATION, account_id), None)
+        for account_id, key in change.unlinked:
+            new.links.pop((account_id, key), None)
+            for push_key in [p for p in new.pushes if p[:2] == (account_id, key)]:
+                new.pushes.pop(push_key)
+        for row in gone:
+            new.etags.pop(row, None)
         for op, result in zip(ops, results, strict=False):
             row = op[1]["RowKey"]
             tag = result.get("etag") if isinstance(result, dict) else None
@@ -282,6 +290,17 @@ class GroupStore:
             else:
                 new.etags.pop(row, None)
         return new
+
+    @staticmethod
+    def _unlinked_rows(state: GroupState | None, change: GroupChange) -> list[str]:
+        """The stored link and push rows of the links `change` removes (rows never written are skipped)."""
+        if state is None:
+            return []
+        rows = []
+        for account_id, key in change.unlinked:
+            rows.append(join(LINK, account_id, key))
+            rows += [join(PUSH, *push) for push in state.pushes if push[:2] == (account_id, key)]
+        return [row for row in rows if row in state.etags]
 
     def _activity_entity(self, pk: str, activity: Activity) -> dict[str, Any]:
         created = activity.created or self._clock()

@@ -58,6 +58,10 @@ class Request:
             raise InvalidInput("Content-Type must be application/json", status=415)
         return json_object(body)
 
+    def json_or_empty(self) -> dict[str, Any]:
+        """Like `json`, but no body at all is `{}` (for a DELETE whose body is optional)."""
+        return self.json() if self._req.get_body() else {}
+
 
 def error_reply(error: BundleError) -> Reply:
     headers: dict[str, str] = {}

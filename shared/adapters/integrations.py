@@ -274,6 +274,10 @@ class IntegrationStore:
             return False
         return True
 
+    def delete_identity(self, account_id: str) -> None:
+        """Forget the integration's credential (gone already: nothing to do)."""
+        tables.delete(TABLE, check_id(account_id, "account_id"), RK_IDENTITY)
+
     # -- work item index -------------------------------------------------------------------------
 
     def rewrap_identities(self) -> int:
@@ -308,6 +312,10 @@ class IntegrationStore:
     def index_link(self, account_id: str, key: str, org_id: str, group_id: str) -> None:
         tables.upsert(TABLE, {"PartitionKey": account_id, "RowKey": _index_row(key, org_id, group_id),
                               "org_id": org_id, "group_id": group_id})
+
+    def unindex_link(self, account_id: str, key: str, org_id: str, group_id: str) -> None:
+        """Remove a group from a work item's index (gone already: nothing to do)."""
+        tables.delete(TABLE, account_id, _index_row(key, org_id, group_id))
 
     def groups_linked_to(self, account_id: str, key: str) -> list[tuple[str, str]]:
         return self.read_for_work_item(account_id, key)[1]

@@ -99,3 +99,13 @@ def age(subscription: dict[str, Any], now: float) -> float:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return now - stamp.timestamp()
+
+
+def delivering_to(found: list[Any], url: str) -> list[str]:
+    """Ids of every hook in `found` that delivers to `url`, whatever its event type or age."""
+    ids = []
+    for sub in found:
+        inputs = sub.get("consumerInputs") if isinstance(sub, dict) else None
+        if isinstance(inputs, dict) and inputs.get("url") == url and isinstance(sub.get("id"), str):
+            ids.append(sub["id"])
+    return ids

@@ -219,10 +219,13 @@ class GroupChange:
     ended_creations: list[str] = field(default_factory=list)
     # Events for the tracker, written in the same transaction (an outbox the relay delivers from).
     events: list[Event] = field(default_factory=list)
+    # Links removed, as (account id, work item id): the link row and its push rows are deleted.
+    unlinked: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return (self.group is not None or bool(self.links) or bool(self.activity) or bool(self.pushes)
-                or bool(self.creations) or bool(self.ended_creations) or bool(self.events))
+                or bool(self.creations) or bool(self.ended_creations) or bool(self.events)
+                or bool(self.unlinked))
 
 
 @dataclass

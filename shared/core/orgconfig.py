@@ -4,6 +4,7 @@ organization link's sync config. Pure; every error is a 422 naming the field."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from shared.core import validate as v
@@ -15,6 +16,7 @@ from shared.core.models import IDENTITY_KINDS, Identity
 from shared.core.times import parse_time
 
 MAX_TOKEN = 16_000
+TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
 # How the tracker should resolve a group that Azure DevOps resolved; carried in `group.status_changed` events.
 RESOLUTION_STRATEGIES = ("resolve", "resolve_current_release", "resolve_next_release")
 BOOLEAN_KEYS = ("sync_status_reverse", "sync_forward_assignment", "sync_reverse_assignment", "sync_comments")
@@ -32,6 +34,10 @@ def parse_identity(body: dict[str, Any]) -> Identity:
         refresh_token = v.text(body, "refresh_token", required=False, max_len=MAX_TOKEN)
     except InvalidInput as error:
         raise _nested("identity", error) from None
+    for name, token in (("access_token", access_token), ("refresh_token", refresh_token)):
+        if token is not None and not TOKEN_CHARS.match(token):
+            # A token travels in an HTTP header: anything else could never authenticate.
+            raise v.invalid(f"identity.{name}", "must be printable ASCII without spaces")
     if kind == "pat" and refresh_token:
         raise v.invalid("identity.refresh_token", "is only used with kind oauth")
     return Identity(kind="pat" if kind == "pat" else "oauth", access_token=access_token,

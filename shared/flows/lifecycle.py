@@ -133,8 +133,8 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
         return
 
     def swap(current: Integration) -> Integration | None:
-        if current.subscription_id != old_id:
-            return None  # a re-install or another check replaced it first
+        if current.subscription_id != old_id or current.status != "active":
+            return None  # a re-install or another check replaced it first, or an uninstall began
         return replace(current, subscription_id=created.id, secret_hash=created.secret_hash,
                        subscription_status=created.status, last_checked=now, problem=None)
 

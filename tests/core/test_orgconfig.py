@@ -57,6 +57,10 @@ def test_valid_identities(body: dict[str, Any], expected: tuple[Any, ...]) -> No
                      id="token-not-text"),
         pytest.param({"kind": "pat", "access_token": "x" * 16_001}, "identity.access_token", "16000",
                      id="token-too-long"),
+        pytest.param({"kind": "pat", "access_token": "t\u00f6k"}, "identity.access_token", "printable ASCII",
+                     id="token-not-ascii"),  # it goes into an HTTP header
+        pytest.param({"kind": "oauth", "access_token": "tok", "refresh_token": "a b"}, "identity.refresh_token",
+                     "printable ASCII", id="refresh-token-with-space"),
         pytest.param({"kind": "pat", "access_token": "tok", "refresh_token": "ref"}, "identity.refresh_token",
                      "only used with kind oauth", id="pat-with-refresh-token"),
         pytest.param({"kind": "oauth", "access_token": "tok", "refresh_token": 1}, "identity.refresh_token",
