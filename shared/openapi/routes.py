@@ -50,6 +50,9 @@ class Op:
         return sorted(found)
 
 
+PAGE = (Query("top", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        Query("skip", {"type": "integer", "minimum": 0}))
+
 OPERATIONS: tuple[Op, ...] = (
     Op("GET", "health", "Storage answers", "Health", errors=(503,), auth=None, tag="health"),
     Op("GET", "openapi.json", "This document", "OpenApiDocument", auth=None, tag="health"),
@@ -77,7 +80,23 @@ OPERATIONS: tuple[Op, ...] = (
     Op("PUT", "manage/integrations/{account_id}/organizations/{org_id}/config", "Replace an organization's sync "
        "config", "OrgLink", body="OrgConfig", errors=(404,)),
     Op("POST", "manage/integrations/{account_id}/organizations/{org_id}/issues", "Create a work item for a group "
-       "and link it", "Issue", body="IssueCreate", errors=(*ADO, 404)),
+       "and link it", "IssueOrDryRun", body="IssueCreate", errors=(*ADO, 404),
+       query=(Query("dry_run", {"enum": ["true", "false", "1", "0"]},
+                    description="true: answer the field errors a create would meet, create nothing"),)),
+    # -- discovery (paged with top/skip; X-Total-Count and Link rel=next headers) ---------------------
+    Op("GET", "manage/integrations/{account_id}/projects", "Projects of the organization", "AdoProjects",
+       errors=(*ADO, 404), query=PAGE),
+    Op("GET", "manage/integrations/{account_id}/projects/{project}/work-item-types", "Work item types of a "
+       "project, with their fields and states", "AdoWorkItemTypes", errors=(*ADO, 404), query=PAGE),
+    Op("GET", "manage/integrations/{account_id}/projects/{project}/work-item-types/{type}/states", "States of "
+       "a work item type", "AdoStates", errors=(*ADO, 404), query=PAGE),
+    Op("GET", "manage/integrations/{account_id}/projects/{project}/areas", "Area paths of a project",
+       "AdoPaths", errors=(*ADO, 404), query=PAGE),
+    Op("GET", "manage/integrations/{account_id}/projects/{project}/iterations", "Iteration paths of a project",
+       "AdoPaths", errors=(*ADO, 404), query=PAGE),
+    Op("GET", "manage/integrations/{account_id}/users", "Users of the organization by name or e-mail",
+       "AdoUsers", errors=(*ADO, 404),
+       query=(*PAGE, Query("query", {"type": "string", "maxLength": 256}, description="name or e-mail"))),
     Op("POST", "manage/integrations/{account_id}/organizations/{org_id}/issues/link", "Link a group to an "
        "existing work item", "Issue", body="IssueLink", errors=(*ADO, 404)),
     Op("GET", "manage/integrations/{account_id}/repositories", "Git repositories of the organization",

@@ -62,10 +62,15 @@ SCHEMAS: dict[str, Schema] = {
         "project_issue_defaults": {"type": "object"},
         "resolution_strategy": {"enum": ["resolve", "resolve_current_release", "resolve_next_release"]},
     }, closed=True),
-    "Identity": obj({"kind": {"enum": ["oauth", "pat"]}, "access_token": TOKEN}, {
-        "refresh_token": nullable(TOKEN),
-        "expires_at": {"type": ["string", "number", "null"], "description": "ISO 8601, or unix seconds"},
-    }),
+    "Identity": {"anyOf": [
+        obj({"kind": {"enum": ["oauth", "pat"]}, "access_token": TOKEN}, {
+            "refresh_token": nullable(TOKEN),
+            "expires_at": {"type": ["string", "number", "null"], "description": "ISO 8601, or unix seconds"},
+        }),
+        obj({"kind": {"const": "managed_identity"}}, {"client_id": {"type": ["string", "null"]}}),
+        obj({"kind": {"const": "service_principal"}, "tenant_id": TEXT, "client_id": TEXT},
+            {"secret_ref": TEXT, "certificate_ref": TEXT}),
+    ]},
     "InstallRequest": obj(
         {"account_name": {"type": "string", "minLength": 1, "maxLength": 256}, "organization_id": ID,
          "identity": ref("Identity")},
@@ -90,14 +95,32 @@ SCHEMAS: dict[str, Schema] = {
     "AdoRepository": obj({"name": TEXT, "identifier": TEXT}),
     "AdoRepositories": array(ref("AdoRepository")),
     "IssueCreate": obj(
-        {"group_id": ID, "project": ID, "work_item_type": ID, "title": {"type": "string", "minLength": 1}},
-        {"description": {"type": ["string", "null"]}, "area_path": {"type": ["string", "null"]},
+        {"group_id": ID, "title": {"type": "string", "minLength": 1}},
+        {"project": ID, "work_item_type": ID, "description": {"type": ["string", "null"]},
+         "area_path": {"type": ["string", "null"]},
          "iteration_path": {"type": ["string", "null"]}, "tags": array(TEXT, maxItems=200),
          "fields": {"type": "object", "maxProperties": 100,
                     "additionalProperties": {"type": ["string", "number", "boolean"]}}}),
     "IssueLink": obj({"group_id": ID, "key": {"type": ["string", "integer"]}}),
     "Issue": obj({"key": TEXT, "title": TEXT, "description": TEXT, "url": TEXT,
                   "metadata": obj({"display_name": TEXT})}),
+    "IssueOrDryRun": {"anyOf": [ref("Issue"), obj({"valid": BOOL, "errors": array(obj({"field": TEXT,
+                                                                                       "message": TEXT}))},
+                                                  {"request": {"type": "object"}, "existing": {"type": "object"}})]},
+    "AdoProjects": array(obj({"id": TEXT, "name": TEXT}, {"description": {"type": ["string", "null"]}})),
+    "AdoStates": array(ref("AdoState")),
+    "AdoState": obj({"name": TEXT}, {"category": {"type": ["string", "null"]}, "color": {"type": ["string", "null"]}}),
+    "AdoWorkItemTypes": array(obj({"name": TEXT, "reference_name": {"type": ["string", "null"]}}, {
+        "description": {"type": ["string", "null"]}, "color": {"type": ["string", "null"]},
+        "is_disabled": {"type": ["boolean", "null"]}, "states": array(ref("AdoState")),
+        "fields": array(obj({"name": TEXT, "reference_name": TEXT}, {
+            "required": BOOL, "allowed_values": array({}), "default_value": {}}))})),
+    "AdoPaths": array(obj({"path": TEXT, "name": TEXT}, {
+        "id": {"type": ["integer", "null"]}, "identifier": {"type": ["string", "null"]},
+        "start_date": {"type": ["string", "null"]}, "finish_date": {"type": ["string", "null"]}})),
+    "AdoUsers": array(obj({"display_name": {"type": ["string", "null"]}}, {
+        "email": {"type": ["string", "null"]}, "principal_name": {"type": ["string", "null"]},
+        "descriptor": {"type": ["string", "null"]}, "origin": {"type": ["string", "null"]}})),
     "SearchChoice": obj({"label": TEXT, "value": TEXT}),
     "SearchChoices": array(ref("SearchChoice")),
     "UserRequest": obj({}, {"emails": array({"type": "string", "maxLength": 320, "pattern": "@"}, maxItems=40),
