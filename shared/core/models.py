@@ -59,6 +59,9 @@ class Integration:
     # links the last pass brought back in sync.
     last_reconciled: float | None = None
     repaired: int = 0
+    # While a hook is replaced, the hashes of other secrets still (or already) accepted, each until a
+    # time (unix seconds): see `shared.core.overlap`.
+    overlap_secrets: dict[str, float] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Integration(account_id={self.account_id!r}, status={self.status!r})"

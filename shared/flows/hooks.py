@@ -41,9 +41,9 @@ def observe(client: AdoClient, subscription_id: str | None) -> hooks.Observed:
         return hooks.Observed(hooks.MISSING)
 
 
-def create(client: AdoClient, url: str) -> Created:
-    """Create a hook with a fresh secret. Error messages are scrubbed of the secret."""
-    secret = secrets.new_secret()
+def create(client: AdoClient, url: str, *, secret: str | None = None) -> Created:
+    """Create a hook with `secret` (default: a fresh one). Error messages are scrubbed of the secret."""
+    secret = secret or secrets.new_secret()
     try:
         answer = client.create_subscription(hooks.hook_body(url, secret))
     except BundleError as error:

@@ -5,7 +5,8 @@ check `WEBHOOK_URL` first; then talk to ADO with the new identity held in memory
 lookup, reuse or creation of the service hook); only once the hook exists are the tokens, the
 integration (subscription id and secret hash) and the organization link written. A failed install
 therefore writes nothing, and a retry of the same request simply runs again. A re-install reuses
-an enabled hook and replaces any other (the old one is deleted after the new one is stored).
+an enabled hook and replaces any other (the old one is deleted after the new one is stored); the
+new secret is accepted from just before its hook exists, the old one for a short overlap after.
 
 Identity rules: `pat` needs `access_token` only; `oauth` may omit `refresh_token` (then the token
 is used until it expires and is never refreshed) and `expires_at` (then it is refreshed only when
@@ -21,7 +22,7 @@ from typing import Any
 from shared.adapters.ado_client import AdoClient
 from shared.compose import Services
 from shared.config import settings
-from shared.core import hooks
+from shared.core import hooks, overlap
 from shared.core import validate as v
 from shared.core.errors import (
     AdoAuthError,
@@ -39,6 +40,7 @@ from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
 from shared.core.reply import Reply
 from shared.core.times import iso_time
+from shared.flows import hook_swap
 from shared.flows import hooks as ado_hooks
 from shared.flows.migration import queue_legacy_repositories
 
@@ -72,7 +74,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     try:
         client = svc.ado.connect(draft, pending)
         _verify_organization(client, account_id)
-        hook = _ensure_hook(client, old, url)
+        hook = _ensure_hook(svc, client, account_id, old, url)
     except IdentityInvalid as error:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
 
@@ -174,8 +176,12 @@ class _Hook:
     reused: bool
 
 
-def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
-    """Reuse the integration's enabled hook, else create one (ADO refusals become a clear 422)."""
+def _ensure_hook(svc: Services, client: AdoClient, account_id: str, old: Integration | None, url: str) -> _Hook:
+    """Reuse the integration's enabled hook, else create one (ADO refusals become a clear 422).
+
+    A new hook's secret is accepted before the hook exists and the old one for a short overlap
+    after (`shared.flows.hook_swap`), so a re-install loses no delivery.
+    """
     try:
         if old is not None and old.subscription_id and old.secret_hash:
             found = ado_hooks.observe(client, old.subscription_id)
@@ -183,7 +189,7 @@ def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
                 return _Hook(old.subscription_id, found.status, old.secret_hash, True)
             log.info("install.subscription.replacing",
                      extra={"account_id": old.account_id, "status": found.status, "same_url": found.url == url})
-        created = ado_hooks.create(client, url)
+        created = hook_swap.create(svc, client, account_id, url)
     except (AdoAuthError, AdoBadRequest) as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
     return _Hook(created.id, created.status, created.secret_hash, False)
@@ -211,8 +217,11 @@ def _verify_organization(client: AdoClient, account_id: str) -> None:
 def _save_integration(svc: Services, new: Integration) -> Integration:
     """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery)."""
 
+    now = svc.clock()
+
     def mutate(current: Integration) -> Integration:
-        return replace(new, last_delivery=current.last_delivery or new.last_delivery)
+        others = overlap.after_swap(current.secret_hash, current.overlap_secrets, new.secret_hash or "", now)
+        return replace(new, last_delivery=current.last_delivery or new.last_delivery, overlap_secrets=others)
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:

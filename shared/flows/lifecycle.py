@@ -10,7 +10,8 @@ harmless). Links that become due later in a slot wait for the next slot.
 `check_subscription` repairs one integration's hook, stricter than Sentry's
 (https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/): a missing,
 `onProbation`, `disabledBySystem` or `disabledByInactiveIdentity` hook is replaced by a new one with
-a new secret (created first, stored under the integration's ETag, then the old one is deleted);
+a new secret (its secret accepted first, the hook created, stored under the integration's ETag,
+then the old one deleted; the old secret stays accepted for a short overlap: `shared.core.overlap`);
 `disabledByUser` is a person's decision and is only recorded. Every check records `last_checked`
 and the observed status; a problem is recorded in `problem` and cleared when healthy.
 """
@@ -29,6 +30,7 @@ from shared.core import kickoff as plan
 from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
 from shared.core.keys import check_id
 from shared.core.models import Integration
+from shared.flows import hook_swap
 from shared.flows import hooks as ado_hooks
 
 log = logging.getLogger(__name__)
@@ -124,7 +126,7 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
     context = {"account_id": account_id, "status": observed}
     try:
         url = ado_hooks.webhook_url()
-        created = ado_hooks.create(client, url)
+        created = hook_swap.create(svc, client, account_id, url)
     except (AdoError, IdentityInvalid, ConfigError) as error:
         log.warning("subscription_check.failed_to_create_subscription",
                     extra={**context, "error": type(error).__name__})
@@ -135,8 +137,7 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
     def swap(current: Integration) -> Integration | None:
         if current.subscription_id != old_id:
             return None  # a re-install or another check replaced it first
-        return replace(current, subscription_id=created.id, secret_hash=created.secret_hash,
-                       subscription_status=created.status, last_checked=now, problem=None)
+        return replace(hook_swap.swapped(current, created, now), last_checked=now, problem=None)
 
     try:
         saved = svc.store.integrations.update(account_id, swap)
@@ -146,6 +147,7 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
     if saved is None or saved.subscription_id != created.id:
         log.info("subscription_check.replaced_meanwhile", extra=context)
         ado_hooks.delete_quietly(client, created.id)
+        hook_swap.withdraw(svc, account_id, created.secret_hash)
         return
     if observed != hooks.MISSING:
         ado_hooks.delete_quietly(client, old_id)
