@@ -52,6 +52,10 @@ ACCESS_HELP = (
     "the installing identity has project administrator rights (needed to create service hooks)."
 )
 
+# The one answer for every organization URL that gave no usable HTTP answer (see `_verify_organization`).
+UNREACHABLE = ("Azure DevOps could not be reached at this organization URL; retry later, and check the URL "
+               "if it persists")
+
 
 def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     """PUT /api/manage/integrations/{account_id}: install or re-install, then queue repo migration."""
@@ -198,15 +202,18 @@ def _ensure_hook(svc: Services, client: AdoClient, account_id: str, old: Integra
 def _verify_organization(client: AdoClient, account_id: str) -> None:
     """Refuse an organization URL that serves another organization than `account_id`.
 
-    Network failures answer one generic error: what a host did must not be readable from the answer.
+    Every failure without a usable HTTP answer (refused or reset connection, timeout, TLS failure,
+    5xx, throttling) answers the same generic 503, so the management API cannot be used to learn what
+    a host or port does; the log keeps the kind of failure for operators.
     """
     try:
         found = client.organization_id()
     except AdoAuthError as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
-    except AdoUnavailable:
-        raise TransientError("Azure DevOps could not be reached for this organization; retry later") from None
-    except AdoError:
+    except (AdoError, AdoUnavailable) as error:
+        if isinstance(error, AdoUnavailable) or error.http_status is None:
+            log.warning("install.organization_unreachable", extra={"account_id": account_id, "error": error.message})
+            raise TransientError(UNREACHABLE) from None
         raise Unprocessable("domain_name: no Azure DevOps organization answered at this URL",
                             field="domain_name") from None
     if found.lower() != account_id.lower():
