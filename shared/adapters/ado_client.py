@@ -76,7 +76,14 @@ class Api:
 
 
 def path(template: str, **parts: object) -> str:
-    """Fill a URL template, quoting every part (project names may contain spaces)."""
+    """Fill a URL template, quoting every part (project names may contain spaces).
+
+    A part that is empty or only dots is refused: `.` and `..` (and `%2E`, which `requests` decodes
+    back to a dot) are dot segments that would change which path Azure DevOps is asked for.
+    """
+    for name, value in parts.items():
+        if f"{{{name}}}" in template and not str(value).strip("."):
+            raise InvalidInput(f"{name} must not be empty or consist only of dots", field=name)
     return template.format(**{name: quote(str(value), safe="") for name, value in parts.items()})
 
 
@@ -341,7 +348,7 @@ class AdoClient:
             seen.add(token)
 
     def _account_url(self, template: str) -> str:
-        if not self.account_name:
+        if not self.account_name.strip("."):  # empty, `.` or `..` would change the path
             raise InvalidInput("account_name is required for this Azure DevOps call", field="account_name")
         return template.replace("{account_name}", quote(self.account_name, safe=""))
 

@@ -54,6 +54,7 @@ def _integration_entity(item: Integration) -> dict[str, Any]:
         "last_reconciled": item.last_reconciled,
         "repaired": item.repaired,
         "overlap_secrets": tables.dumps(item.overlap_secrets) if item.overlap_secrets else None,
+        "retired_hooks": tables.dumps(item.retired_hooks) if item.retired_hooks else None,
     }
 
 
@@ -71,12 +72,13 @@ def _integration(entity: TableEntity) -> Integration:
         problem=entity.get("problem"),
         last_reconciled=entity.get("last_reconciled"),
         repaired=int(entity.get("repaired") or 0),
-        overlap_secrets=_overlap(entity.get("overlap_secrets")),
+        overlap_secrets=_times(entity.get("overlap_secrets")),
+        retired_hooks=_times(entity.get("retired_hooks")),
     )
 
 
-def _overlap(text: Any) -> dict[str, float]:
-    """The stored hash → until map; anything malformed reads as empty (only the current hash counts)."""
+def _times(text: Any) -> dict[str, float]:
+    """A stored `{text: unix seconds}` map; anything malformed reads as empty."""
     try:
         value = tables.loads(text, {})
     except ValueError:

@@ -1,4 +1,5 @@
-"""Which service-hook secrets the webhook accepts while an integration's hook is replaced (pure).
+"""Replacing an integration's service hook without losing a delivery: which secrets are accepted,
+and when the old hook goes (pure).
 
 An integration has one current secret (its hash in `Integration.secret_hash`) and, while a hook is
 being replaced, other hashes each accepted until a time (`Integration.overlap_secrets`, hash →
@@ -7,21 +8,31 @@ unix seconds). A replacement (rotation, re-install, repair) goes:
 1. `with_pending`: the new secret is accepted before its hook exists, so the new hook's first
    deliveries never meet a 401 (an enduring failure puts a hook on probation, and Azure DevOps
    drops new events of a hook on probation);
-2. the hook is created with that secret;
-3. `after_swap`: the new hash becomes current and the old one stays accepted for `OVERLAP_SECONDS`
-   (deliveries already sent, or retried, with the old secret);
-4. the old hook is deleted.
+2. the hook is created with that secret; from now on every event goes to both hooks (the
+   webhook's per-field revision guard applies each change once);
+3. `after_swap`: the new hash becomes current, the old one stays accepted for `OVERLAP_SECONDS`,
+   and the old hook is retired (`retire`): it keeps running for `DRAIN_SECONDS`, so events queued
+   for it alone before step 2 are still delivered (Azure DevOps may hold deliveries queued for a
+   while, and a deleted subscription delivers nothing more);
+4. once due (`due`), the old hook is deleted; its secret stays accepted `RETRY_SECONDS` longer, for
+   deliveries already sent and their retries.
 
-Why ten minutes: Azure DevOps retries a delivery that met a transient answer (408, 502, 503, 504)
+Why these numbers: Azure DevOps retries a delivery that met a transient answer (408, 502, 503, 504)
 up to 8 times over about three minutes, and does not retry other failures
-(https://learn.microsoft.com/azure/devops/service-hooks/troubleshoot). Ten minutes covers that
-retry chain with room for slow queues, while keeping a leaked old secret useful only briefly.
-Events queued longer than that are brought back by reconciliation, like any missed delivery.
+(https://learn.microsoft.com/azure/devops/service-hooks/troubleshoot): five minutes covers that
+retry chain, both while the old hook drains and after it is deleted. Ten minutes in all keeps a
+leaked old secret useful only briefly. Events held back longer than that are brought back by
+reconciliation, like any missed delivery.
 """
 
 from __future__ import annotations
 
-OVERLAP_SECONDS = 600.0
+# Hook statuses that may still deliver: a replaced hook in one of these drains before it is deleted;
+# any other (disabled, missing) is deleted at once.
+DELIVERING = frozenset({"enabled", "onProbation"})
+DRAIN_SECONDS = 300.0
+RETRY_SECONDS = 300.0
+OVERLAP_SECONDS = DRAIN_SECONDS + RETRY_SECONDS
 # At most this many other hashes are kept (newest first); more only happens with rotations in a burst.
 MAX_OTHERS = 4
 
@@ -53,3 +64,15 @@ def after_swap(current: str | None, others: dict[str, float], new_hash: str, now
 def without(others: dict[str, float], dropped: str, now: float) -> dict[str, float]:
     """`others` without `dropped` (a pending secret whose hook could not be created)."""
     return pruned({h: until for h, until in others.items() if h != dropped}, now)
+
+
+def retire(retired: dict[str, float], subscription_id: str | None, now: float) -> dict[str, float]:
+    """Retired hooks (id → delete after) with `subscription_id` added, due `DRAIN_SECONDS` from now."""
+    if not subscription_id or subscription_id in retired:
+        return dict(retired)
+    return {**retired, subscription_id: now + DRAIN_SECONDS}
+
+
+def due(retired: dict[str, float], now: float) -> list[str]:
+    """The retired hooks to delete now."""
+    return sorted(sub_id for sub_id, after in retired.items() if after <= now)

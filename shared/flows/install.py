@@ -5,8 +5,9 @@ check `WEBHOOK_URL` first; then talk to ADO with the new identity held in memory
 lookup, reuse or creation of the service hook); only once the hook exists are the tokens, the
 integration (subscription id and secret hash) and the organization link written. A failed install
 therefore writes nothing, and a retry of the same request simply runs again. A re-install reuses
-an enabled hook and replaces any other (the old one is deleted after the new one is stored); the
-new secret is accepted from just before its hook exists, the old one for a short overlap after.
+an enabled hook and replaces any other without losing a delivery (`shared.flows.hook_swap`): the
+new secret is accepted from just before its hook exists, and the old hook keeps running for a few
+minutes after the new one is stored (its secret accepted meanwhile), then a queued check deletes it.
 
 Identity rules: `pat` needs `access_token` only; `oauth` may omit `refresh_token` (then the token
 is used until it expires and is never refreshed) and `expires_at` (then it is refreshed only when
@@ -88,19 +89,16 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
         subscription_id=hook.id, secret_hash=hook.secret_hash, subscription_status=hook.status,
         last_checked=old.last_checked if old and hook.reused else None,
         last_delivery=old.last_delivery if old else None, problem=None,
-    ))
-    if old and old.subscription_id and old.subscription_id != hook.id:
-        ado_hooks.delete_quietly(client, old.subscription_id)
+    ), old_delivers=hook.old_delivers)
     if not hook.reused:
-        def stored() -> str | None:
-            current = svc.store.integrations.get(account_id)
-            return current.subscription_id if current else None
-
-        ado_hooks.remove_strays(client, url, hook.id, stored, svc.clock())
+        ado_hooks.remove_strays(client, url, hook.id, lambda: hook_swap.spared(svc, account_id), svc.clock())
     known = existing.org_link(org_id)
     svc.store.integrations.save_org_link(OrgLink(
         account_id=account_id, org_id=org_id, status="active",
         config=config if config is not None else (known.config if known else {})))
+    if old and old.subscription_id != hook.id:
+        hook_swap.retire_or_delete(svc, client, account_id, org_id, old.subscription_id,
+                                   old_delivers=hook.old_delivers)
     queued = queue_legacy_repositories(svc, account_id, org_id)
     log.info("install.done", extra={"account_id": account_id, "organization_id": org_id,
                                     "subscription_reused": hook.reused, "repositories_queued": queued})
@@ -178,6 +176,7 @@ class _Hook:
     status: str
     secret_hash: str
     reused: bool
+    old_delivers: bool = False  # whether the hook it replaces may still deliver (then it drains first)
 
 
 def _ensure_hook(svc: Services, client: AdoClient, account_id: str, old: Integration | None, url: str) -> _Hook:
@@ -187,16 +186,18 @@ def _ensure_hook(svc: Services, client: AdoClient, account_id: str, old: Integra
     after (`shared.flows.hook_swap`), so a re-install loses no delivery.
     """
     try:
+        old_delivers = False
         if old is not None and old.subscription_id and old.secret_hash:
             found = ado_hooks.observe(client, old.subscription_id)
             if found.status == hooks.HEALTHY and found.url == url:
                 return _Hook(old.subscription_id, found.status, old.secret_hash, True)
             log.info("install.subscription.replacing",
                      extra={"account_id": old.account_id, "status": found.status, "same_url": found.url == url})
+            old_delivers = found.status in overlap.DELIVERING
         created = hook_swap.create(svc, client, account_id, url)
     except (AdoAuthError, AdoBadRequest) as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
-    return _Hook(created.id, created.status, created.secret_hash, False)
+    return _Hook(created.id, created.status, created.secret_hash, False, old_delivers)
 
 
 def _verify_organization(client: AdoClient, account_id: str) -> None:
@@ -221,14 +222,16 @@ def _verify_organization(client: AdoClient, account_id: str) -> None:
                             field="domain_name")
 
 
-def _save_integration(svc: Services, new: Integration) -> Integration:
+def _save_integration(svc: Services, new: Integration, *, old_delivers: bool) -> Integration:
     """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery)."""
 
     now = svc.clock()
 
     def mutate(current: Integration) -> Integration:
         others = overlap.after_swap(current.secret_hash, current.overlap_secrets, new.secret_hash or "", now)
-        return replace(new, last_delivery=current.last_delivery or new.last_delivery, overlap_secrets=others)
+        return replace(new, last_delivery=current.last_delivery or new.last_delivery, overlap_secrets=others,
+                       retired_hooks=hook_swap.retired_after(current, new.subscription_id or "", now,
+                                                             old_delivers=old_delivers))
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:

@@ -1,9 +1,10 @@
 """Rotations: a new service-hook secret for one integration, and re-sealing stored credentials.
 
 `rotate_secret` is `POST /api/manage/integrations/{account_id}/rotate-secret`: a new hook with a
-new secret replaces the integration's hook, and the old secret stays accepted for a short overlap
-(`shared.core.overlap`), so no delivery is lost. `reseal` re-seals every stored identity under the
-first key of `TOKEN_ENCRYPTION_KEY`, the middle step of a key rotation (docs/security.md §4).
+new secret replaces the integration's hook; the old hook drains for a few minutes and its secret
+stays accepted a little longer (`shared.core.overlap`), so no delivery is lost. `reseal` re-seals
+every stored identity under the first key of `TOKEN_ENCRYPTION_KEY`, the middle step of a key
+rotation (docs/security.md §4).
 
 Both run from the command line too, with the app's settings in the environment:
 
@@ -48,7 +49,8 @@ def rotate_secret(svc: Services, account_id: str) -> Reply:
         (retry). Unprocessable: Azure DevOps refused to create the hook.
     """
     account_id = check_id(account_id, "account_id")
-    integration = svc.store.integrations.get(account_id)
+    state = svc.store.integrations.read(account_id)
+    integration = state.integration
     if integration is None:
         raise NotFound(f"Integration {account_id} is not installed")
     if integration.status != "active":
@@ -65,7 +67,7 @@ def rotate_secret(svc: Services, account_id: str) -> Reply:
     def swap(current: Integration) -> Integration | None:
         if current.subscription_id != old_id:
             return None  # a re-install, a repair or another rotation replaced it first
-        return hook_swap.swapped(current, created, now)
+        return hook_swap.swapped(current, created, now, old_delivers=True)
 
     try:
         saved = svc.store.integrations.update(account_id, swap)
@@ -76,14 +78,10 @@ def rotate_secret(svc: Services, account_id: str) -> Reply:
         ado_hooks.delete_quietly(client, created.id)
         hook_swap.withdraw(svc, account_id, created.secret_hash)
         raise Conflict("The service hook was replaced while rotating its secret; retry")
-    if old_id:
-        ado_hooks.delete_quietly(client, old_id)
-
-    def stored() -> str | None:
-        current = svc.store.integrations.get(account_id)
-        return current.subscription_id if current else None
-
-    ado_hooks.remove_strays(client, url, created.id, stored, now)
+    # The old hook is assumed to deliver: it drains, and a check queued for later deletes it.
+    active = [link.org_id for link in state.links if link.status == "active"]
+    hook_swap.retire_or_delete(svc, client, account_id, active[0] if active else None, old_id, old_delivers=True)
+    ado_hooks.remove_strays(client, url, created.id, lambda: hook_swap.spared(svc, account_id), now)
     log.info("rotation.secret_rotated", extra={"account_id": account_id, "subscription_id": created.id})
     return integration_view(svc, account_id)
 

@@ -41,3 +41,13 @@ def test_expired_entries_are_dropped_and_the_list_stays_small() -> None:
 def test_a_withdrawn_pending_secret_is_no_longer_accepted() -> None:
     others = overlap.without(overlap.with_pending({"old": NOW + 10}, "new", NOW), "new", NOW)
     assert overlap.accepted("cur", others, NOW) == ["cur", "old"]
+
+
+def test_a_retired_hook_is_due_after_it_drained_and_before_its_secret_expires() -> None:
+    retired = overlap.retire({}, "sub-old", NOW)
+    assert overlap.due(retired, NOW + overlap.DRAIN_SECONDS - 1) == []
+    assert overlap.due(retired, NOW + overlap.DRAIN_SECONDS) == ["sub-old"]
+    # Its secret outlives it by the retry window of Azure DevOps.
+    assert overlap.OVERLAP_SECONDS - overlap.DRAIN_SECONDS == overlap.RETRY_SECONDS >= 183
+    assert overlap.retire(retired, "sub-old", NOW + 60) == retired
+    assert overlap.retire(retired, None, NOW) == retired

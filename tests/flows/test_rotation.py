@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 import pytest
 import requests
-from conftest import StubContext, load_fixture
+from conftest import RecordingSend, StubContext, load_fixture
 
 from manage_http import security_routes
 from shared import compose, config
@@ -56,9 +56,20 @@ class Org:
     def hooks(self) -> list[dict[str, Any]]:
         return list(self.sandbox.subscriptions(self.name))
 
+    def current(self) -> dict[str, Any]:
+        integration = self.svc.store.integrations.get(self.account_id)
+        assert integration is not None
+        [hook] = [h for h in self.hooks() if h["id"] == integration.subscription_id]
+        return hook
+
     def secret(self) -> str:
-        [hook] = self.hooks()
-        return str(hook["consumerInputs"]["basicAuthPassword"])
+        return str(self.current()["consumerInputs"]["basicAuthPassword"])
+
+    def check(self, at: float) -> None:
+        """The subscription check of the organization's link, run at time `at`."""
+        self.clock.now = at
+        lifecycle.check_subscription(self.svc, {"integration_id": self.account_id,
+                                                "organization_id": f"t-{self.name}"})
 
     def deliver(self, secret: str, svc: Services | None = None) -> int:
         """Post a `workitem.updated` delivery signed with `secret`; the status the webhook answers."""
@@ -76,23 +87,34 @@ def org(sandbox_ado: Any, env: pytest.MonkeyPatch, uid: str) -> Org:
     name = f"rot{uid}"
     account_id = sandbox_ado.add_organization(name, f"acct-rot-{uid}")
     clock = Clock()
-    found = Org(sandbox_ado, name, account_id, sandbox_ado.add_pat(name), clock, compose.build(clock=clock))
+    found = Org(sandbox_ado, name, account_id, sandbox_ado.add_pat(name), clock,
+                compose.build(clock=clock, send=RecordingSend()))
     install.install(found.svc, account_id, found.body())
     return found
 
 
 def test_rotation_accepts_the_old_secret_during_the_overlap_only(org: Org) -> None:
-    [old_hook] = org.hooks()
+    old_hook = org.current()
     old = org.secret()
 
     reply = rotation.rotate_secret(org.svc, org.account_id)
 
-    [new_hook] = org.hooks()
+    new_hook = org.current()
     new = org.secret()
     assert new_hook["id"] != old_hook["id"] and new != old and new_hook["status"] == "enabled"
     assert reply.status == 200 and reply.body["subscription"]["id"] == new_hook["id"]
     shown = json.dumps(reply.body)
     assert new not in shown and old not in shown and "hash" not in shown
+    # The old hook keeps running (events queued for it alone still arrive), and a check is queued
+    # for when it may go.
+    assert {h["id"] for h in org.hooks()} == {old_hook["id"], new_hook["id"]}
+    check = {"integration_id": org.account_id, "organization_id": f"t-{org.name}"}
+    assert (lifecycle.QUEUE, check, overlap.DRAIN_SECONDS + 1) in org.svc.send.sent  # type: ignore[attr-defined]
+    org.check(START + overlap.DRAIN_SECONDS - 1)
+    assert {h["id"] for h in org.hooks()} == {old_hook["id"], new_hook["id"]}
+    assert (org.deliver(old), org.deliver(new)) == (200, 200)
+    org.check(START + overlap.DRAIN_SECONDS + 1)
+    assert [h["id"] for h in org.hooks()] == [new_hook["id"]]
     # Deliveries the old hook sent (or retries) before it was deleted still authenticate ...
     org.clock.now = START + overlap.OVERLAP_SECONDS - 1
     assert (org.deliver(old), org.deliver(new)) == (200, 200)
@@ -100,6 +122,8 @@ def test_rotation_accepts_the_old_secret_during_the_overlap_only(org: Org) -> No
     org.clock.now = START + overlap.OVERLAP_SECONDS + 1
     assert (org.deliver(old), org.deliver(new)) == (401, 200)
     assert org.deliver("never-issued") == 401
+    integration = org.svc.store.integrations.get(org.account_id)
+    assert integration is not None and integration.retired_hooks == {}
 
 
 class Intercepting(requests.Session):
@@ -163,12 +187,13 @@ def test_rotating_an_unknown_or_inactive_integration(org: Org, uid: str) -> None
 
 
 def test_reinstall_that_replaces_the_hook_keeps_the_old_secret_for_the_overlap(org: Org) -> None:
-    [old_hook] = org.hooks()
+    old_hook = org.current()
     old = org.secret()
     org.sandbox.set_subscription_status(org.name, old_hook["id"], "disabledBySystem")
 
     install.install(org.svc, org.account_id, org.body())
 
+    # A disabled hook delivers nothing more: it is deleted at once.
     [new_hook] = org.hooks()
     assert new_hook["id"] != old_hook["id"]
     org.clock.now = START + overlap.OVERLAP_SECONDS - 1
@@ -188,14 +213,18 @@ def test_reinstall_that_reuses_the_hook_keeps_a_running_overlap(org: Org) -> Non
 
 
 def test_the_subscription_checks_repair_keeps_the_old_secret_for_the_overlap(org: Org) -> None:
-    [old_hook] = org.hooks()
+    old_hook = org.current()
     old = org.secret()
     org.sandbox.set_subscription_status(org.name, old_hook["id"], "onProbation")
 
-    lifecycle.check_subscription(org.svc, {"integration_id": org.account_id, "organization_id": f"t-{org.name}"})
+    org.check(START)
 
-    [new_hook] = org.hooks()
+    new_hook = org.current()
     assert new_hook["id"] != old_hook["id"]
+    # A hook on probation still sends its retries: it drains before it is deleted.
+    assert {h["id"] for h in org.hooks()} == {old_hook["id"], new_hook["id"]}
+    org.check(START + overlap.DRAIN_SECONDS + 1)
+    assert [h["id"] for h in org.hooks()] == [new_hook["id"]]
     org.clock.now = START + overlap.OVERLAP_SECONDS - 1
     assert (org.deliver(old), org.deliver(org.secret())) == (200, 200)
     org.clock.now = START + overlap.OVERLAP_SECONDS + 1
@@ -223,8 +252,7 @@ def test_the_route_rotates_and_answers_the_view_without_secrets(org: Org, env: p
     status, body = call_route(org.account_id)
 
     assert status == 200
-    [hook] = org.hooks()
-    assert body["subscription"]["id"] == hook["id"] and body["account_id"] == org.account_id
+    assert body["subscription"]["id"] == org.current()["id"] and body["account_id"] == org.account_id
     assert org.secret() != old and org.secret() not in json.dumps(body) and old not in json.dumps(body)
     assert call_route(f"nobody-{uid}")[0] == 404
     assert call_route("..")[0] == 400
