@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ class Keys:
 
 
 @pytest.fixture
-def table(monkeypatch: pytest.MonkeyPatch, uid: str) -> str:
+def table(monkeypatch: pytest.MonkeyPatch, uid: str) -> Iterator[str]:
     name = f"IntegrationsKeys{uid}"
     monkeypatch.setattr(integrations, "TABLE", name)
     yield name
