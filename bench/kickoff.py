@@ -1,8 +1,8 @@
 """Benchmark of the subscription kickoff: `python -m bench.kickoff [--sizes 1000 10000]`.
 
 Starts a fresh in-memory Azurite, seeds org links (one integration per link, half of them due),
-and runs `shared.lifecycle.kickoff` at each size: once timed, once under tracemalloc for the peak
-Python memory. Peak memory should stay flat as the number of links grows (the scan streams).
+and runs `shared.flows.lifecycle.kickoff` at each size: once timed, once under tracemalloc for the
+peak Python memory. Peak memory should stay flat as the number of links grows (the scan streams).
 """
 
 from __future__ import annotations
@@ -18,24 +18,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost import azurite
-from shared import config
-from shared.adapters import storage, store
+from shared import compose, config
+from shared.adapters import cache, integrations, storage
+from shared.core import kickoff as plan
 from shared.flows import lifecycle
 
 
 def seed(start: int, stop: int, now: float) -> None:
     """Links `start..stop-1`: even ones never checked (due), odd ones checked an hour ago (not due)."""
-    table = storage.table(store.INTEGRATIONS)
+    table = storage.table(integrations.TABLE)
 
     def one(n: int) -> None:
         account_id = f"{n:08d}-bench-0000-0000-000000000000"
         table.submit_transaction([
-            ("upsert", {"PartitionKey": account_id, "RowKey": store.RK_INTEGRATION, "account_name": f"org{n}",
+            ("upsert", {"PartitionKey": account_id, "RowKey": integrations.RK_INTEGRATION, "account_name": f"org{n}",
                         "domain_name": f"https://dev.azure.com/org{n}/", "status": "active",
                         "subscription_id": f"sub-{n}", "secret_hash": "0" * 64,
                         "last_checked": None if n % 2 == 0 else now - 3600.0}),
-            ("upsert", {"PartitionKey": account_id, "RowKey": f"{store.ORG_PREFIX}tracker-{n}", "status": "active",
-                        "config": "{}"}),
+            ("upsert", {"PartitionKey": account_id, "RowKey": f"{integrations.ORG_PREFIX}tracker-{n}",
+                        "status": "active", "config": "{}"}),
         ])
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -44,21 +45,21 @@ def seed(start: int, stop: int, now: float) -> None:
 
 def reset_slot(now: float) -> None:
     """Forget this slot's kickoff progress and empty the queue, so the next run starts over."""
-    slot = int(now // lifecycle.SLOT) * lifecycle.SLOT
-    storage.table(store.CACHE).delete_entity(store.KICKOFF_PARTITION, str(slot))
+    storage.table(cache.TABLE).delete_entity(cache.KICKOFF_PARTITION, str(plan.slot_of(now)))
     storage.queue(lifecycle.QUEUE).clear_messages()
 
 
 def measure(links: int, now: float) -> dict[str, float]:
+    svc = compose.build(clock=lambda: now)
     reset_slot(now)
     started = time.perf_counter()
-    lifecycle.kickoff(now=now)
+    lifecycle.kickoff(svc)
     elapsed = time.perf_counter() - started
     messages = int(storage.queue(lifecycle.QUEUE).get_queue_properties().approximate_message_count or 0)
 
     reset_slot(now)
     tracemalloc.start()
-    lifecycle.kickoff(now=now)
+    lifecycle.kickoff(svc)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     due = links // 2 + links % 2

@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost import azurite
 from devhost.sandbox_ado import SandboxAdo
-from shared import config
-from shared.adapters import storage, store
-from shared.core import outbound
+from shared import compose, config
+from shared.adapters import storage
+from shared.compose import Services
 from shared.core.models import Group, Identity, Integration, Link, OrgLink, User
 from shared.flows import outbound as outbound_sync
+from shared.flows import tracker
 
 USERS = 250
 PAGE = 100
@@ -54,7 +55,9 @@ class StorageCounter:
 
 
 class Bench:
-    def __init__(self, sandbox: SandboxAdo, storage_counter: StorageCounter, org: str) -> None:
+    def __init__(self, svc: Services, sandbox: SandboxAdo, storage_counter: StorageCounter, org: str) -> None:
+        self.svc = svc
+        store = svc.store
         self.sandbox = sandbox
         self.storage = storage_counter
         self.org = org
@@ -63,43 +66,43 @@ class Bench:
         for i in range(USERS):
             sandbox.add_user(org, f"User {i}", f"user{i}@example.com")
         token = sandbox.issue_token(org, expires_in=24 * 3600)
-        store.save_integration(Integration(account_id=self.account_id, account_name=org,
-                                           domain_name=sandbox.instance_url(org)))
-        store.save_identity(self.account_id, Identity(kind="oauth", access_token=token["access_token"],
-                                                      refresh_token=token["refresh_token"],
-                                                      expires_at=token["expires_at"]))
+        store.integrations.save(Integration(account_id=self.account_id, account_name=org,
+                                            domain_name=sandbox.instance_url(org)))
+        store.integrations.save_identity(self.account_id, Identity(kind="oauth", access_token=token["access_token"],
+                                                                   refresh_token=token["refresh_token"],
+                                                                   expires_at=token["expires_at"]))
         self.org_id = f"tracker-{org}"
-        store.save_org_link(OrgLink(account_id=self.account_id, org_id=self.org_id, config={
+        store.integrations.save_org_link(OrgLink(account_id=self.account_id, org_id=self.org_id, config={
             "sync_status_forward": {self.project_id: {"on_resolve": "Resolved", "on_unresolve": "Active"}},
             "sync_forward_assignment": True}))
-        store.put_user(User(org_id=self.org_id, user_id="first", emails=["USER0@example.com"]))
-        store.put_user(User(org_id=self.org_id, user_id="last", emails=[f"user{USERS - 1}@example.com"]))
+        store.users.put(User(org_id=self.org_id, user_id="first", emails=["USER0@example.com"]))
+        store.users.put(User(org_id=self.org_id, user_id="last", emails=[f"user{USERS - 1}@example.com"]))
         self.groups = 0
 
     def new_group(self, *, mapped: bool = True) -> str:
         self.groups += 1
         group_id = f"g{self.groups}"
-        store.put_group(Group(org_id=self.org_id, group_id=group_id, project_id="p", title="Bench"))
+        self.svc.store.groups.put(Group(org_id=self.org_id, group_id=group_id, project_id="p", title="Bench"))
         item = self.sandbox.create_work_item(self.org, "Bench", title="Bench", state="Active")
-        store.add_link(Link(org_id=self.org_id, group_id=group_id, account_id=self.account_id,
-                            key=str(item["id"]), project_id=self.project_id if mapped else "unmapped"))
+        self.svc.store.groups.add_link(Link(org_id=self.org_id, group_id=group_id, account_id=self.account_id,
+                                            key=str(item["id"]), project_id=self.project_id if mapped else "unmapped"))
         return group_id
 
     def forget_users(self) -> None:
         """Drop cached e-mail → ADO user answers, so the next assignment is cold."""
         for email in ("user0@example.com", f"user{USERS - 1}@example.com"):
-            store.cache_put(self.account_id, f"graph_user|{email}", None, ttl=-1)
+            self.svc.store.cache.put(self.account_id, f"graph_user|{email}", None, ttl=-1)
 
     def measure(self, group_id: str, changes: dict[str, Any], *, replay: bool = False) -> tuple[int, int, float]:
-        messages = outbound.change_group_from_tracker(self.org_id, group_id, changes)
+        messages = tracker.change_from_tracker(self.svc, self.org_id, group_id, changes) or []
         if replay:
             for message in messages:
-                outbound_sync.sync_work_item(message)
+                outbound_sync.sync_work_item(self.svc, message)
         self.sandbox.reset_calls()
         before = self.storage.count
         started = time.perf_counter()
         for message in messages:
-            outbound_sync.sync_work_item(message)
+            outbound_sync.sync_work_item(self.svc, message)
         elapsed = time.perf_counter() - started
         ado = len([c for c in self.sandbox.calls if c["path"].startswith(f"/{self.org}/")])
         return ado, self.storage.count - before, elapsed
@@ -115,7 +118,7 @@ def run(rounds: int) -> list[tuple[str, list[tuple[int, int, float]]]]:
     storage.reset()
     counter = StorageCounter(set(process.ports.values()))
     try:
-        bench = Bench(sandbox, counter, "bench")
+        bench = Bench(compose.build(), sandbox, counter, "bench")
         results: dict[str, list[tuple[int, int, float]]] = {}
 
         def add(name: str, sample: Callable[[], tuple[int, int, float]]) -> None:

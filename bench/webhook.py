@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devhost import azurite
 from devhost.host import Host
-from shared.adapters import store
+from shared import compose
+from shared.compose import Services
 from shared.core.models import Group, Integration, Link, OrgLink, User
 from shared.core.secrets import hash_secret
 
@@ -67,17 +68,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def seed(account: str, org: str, items: int) -> None:
-    store.save_integration(Integration(account_id=account, account_name="bench", domain_name="https://bench/",
-                                       secret_hash=hash_secret(SECRET)))
-    store.save_org_link(OrgLink(account_id=account, org_id=org, config={
+def seed(svc: Services, account: str, org: str, items: int) -> None:
+    store = svc.store
+    store.integrations.save(Integration(account_id=account, account_name="bench", domain_name="https://bench/",
+                                        secret_hash=hash_secret(SECRET)))
+    store.integrations.save_org_link(OrgLink(account_id=account, org_id=org, config={
         "sync_status_reverse": True, "sync_reverse_assignment": True}))
-    store.put_user(User(org_id=org, user_id="lauryn", emails=["lauryn@sentry.io"], projects=["p"]))
+    store.users.put(User(org_id=org, user_id="lauryn", emails=["lauryn@sentry.io"], projects=["p"]))
     for n in range(items):
-        store.put_group(Group(org_id=org, group_id=f"g{n}", project_id="p", title=f"group {n}"))
-        store.add_link(Link(org_id=org, group_id=f"g{n}", account_id=account, key=str(1000 + n),
-                            project_id=PROJECT, work_item_type="Bug"))
-    store.cache_put(account, f"states|{PROJECT}|Bug", ["Closed", "Resolved"], ttl=3600)
+        store.groups.put(Group(org_id=org, group_id=f"g{n}", project_id="p", title=f"group {n}"))
+        store.groups.add_link(Link(org_id=org, group_id=f"g{n}", account_id=account, key=str(1000 + n),
+                                   project_id=PROJECT, work_item_type="Bug"))
+    store.cache.put(account, f"states|{PROJECT}|Bug", ["Closed", "Resolved"], ttl=3600)
 
 
 def deliveries(account: str, items: int, count: int, start_rev: int) -> list[bytes]:
@@ -138,7 +140,7 @@ def main() -> int:
     host.start()
     try:
         account, org = "bench-account", "bench-org"
-        seed(account, org, args.items)
+        seed(compose.build(), account, org, args.items)
         url = f"{host.url}/api/vsts/issue-updated"
         revs = itertools.count(2, step=100)
         run(url, deliveries(account, args.items, args.items, next(revs)), 4)  # warm the in-memory caches

@@ -22,7 +22,7 @@ class HostError(RuntimeError):
     """The app cannot be hosted as configured (bad setting, host.json value or binding)."""
 
 
-# Settings used in binding expressions that the bundle documents with a default (DESIGN.md §5.1).
+# Settings used in binding expressions that the bundle documents with a default (README "Settings").
 # Core Tools would need them in local.settings.json and Azure gets them from the Bicep app settings.
 BINDING_DEFAULTS = {"SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *"}
 

@@ -383,7 +383,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identity.properties.clientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
-    // The bundle's own settings (DESIGN.md §5.1).
+    // The bundle's own settings (README "Settings").
     MANAGE_API_KEY: '@Microsoft.KeyVault(SecretUri=${manageApiKeySecret.properties.secretUri})'
     WEBHOOK_URL: 'https://${functionApp.properties.defaultHostName}/api/vsts/issue-updated'
     ADO_CLIENT_ID: adoClientId

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from manage_http.common import ANON, bp, manage
-from shared.flows import install, workitems
+from shared.flows import install, preflight, workitems
 
 
 @bp.function_name("manage_integration_put")
@@ -37,7 +37,8 @@ def manage_ado_repositories(req: func.HttpRequest, context: func.Context) -> fun
 @bp.route(route="manage/integrations/{account_id}/organizations/{org_id}/issues", methods=["POST"],
           auth_level=ANON)
 def manage_issue_create(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return manage(req, context, lambda s, r: workitems.create_issue(s, r["account_id"], r["org_id"], r.json()))
+    return manage(req, context,
+                  lambda s, r: preflight.issue_request(s, r["account_id"], r["org_id"], r.json(), r.query))
 
 
 @bp.function_name("manage_issue_link")

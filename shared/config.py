@@ -28,7 +28,7 @@ STORAGE_SETTING = "AzureWebJobsStorage"
 
 @dataclass(frozen=True)
 class Settings:
-    """Every app setting of DESIGN.md §5.1. Secrets are kept out of `repr`."""
+    """Every app setting the bundle reads (README "Settings"). Secrets are kept out of `repr`."""
 
     storage_connection: str | None
     storage_table_uri: str | None

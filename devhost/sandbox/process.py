@@ -71,7 +71,9 @@ _BY_TYPE: dict[str, tuple[FieldRule, ...]] = {
 def field_rules(
     wtype: str, states: list[str], required: list[str], allowed: dict[str, list[Any]]
 ) -> list[FieldRule]:
-    """The type's fields: template rules, plus the project's required fields and picklists."""
+    """The type's fields: template rules, plus the project's required fields and picklists. A field the
+    project makes required has no default (create fills only the state and priority, so a default
+    would promise a value the create does not give)."""
     rules: dict[str, FieldRule] = {}
     for rule in (*_COMMON, *_BY_TYPE.get(wtype, ())):
         if rule.reference == "System.State":
@@ -80,7 +82,8 @@ def field_rules(
     for name in {*required, *allowed}:
         base = rules.get(name, FieldRule(name))
         values = tuple(allowed.get(name, base.allowed))
-        rules[name] = FieldRule(name, base.always_required or name in required, values, base.default, base.help_text)
+        default = None if name in required else base.default
+        rules[name] = FieldRule(name, base.always_required or name in required, values, default, base.help_text)
     return list(rules.values())
 
 

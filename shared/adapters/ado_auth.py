@@ -50,10 +50,12 @@ def header_value(identity: Identity) -> str:
 
 
 class PatAuth:
-    """Basic auth with a personal access token; nothing to refresh."""
+    """Basic auth with a personal access token. On a 401 the stored token is read again (`reload`),
+    so a token replaced by a re-install is picked up by a long-lived client."""
 
-    def __init__(self, pat: str) -> None:
+    def __init__(self, pat: str, reload: Callable[[], str | None] | None = None) -> None:
         self._header = header_value(Identity(kind="pat", access_token=pat))
+        self._reload = reload
 
     def __repr__(self) -> str:
         return "PatAuth(<redacted>)"
@@ -62,7 +64,12 @@ class PatAuth:
         return self._header
 
     def on_unauthorized(self) -> bool:
-        return False
+        fresh = self._reload() if self._reload else None
+        if not fresh:
+            return False
+        header = header_value(Identity(kind="pat", access_token=fresh))
+        changed, self._header = header != self._header, header
+        return changed
 
 
 class OAuthAuth:
@@ -250,7 +257,12 @@ def auth_for(
         raise IdentityInvalid(f"No identity is stored for Azure DevOps account {account_id}.")
     identity = loaded[0]
     if identity.kind == "pat":
-        return PatAuth(identity.access_token)
+
+        def reload() -> str | None:
+            current = repo.load_identity(account_id)
+            return current[0].access_token if current and current[0].kind == "pat" else None
+
+        return PatAuth(identity.access_token, reload)
     auth = OAuthAuth(account_id, repo, settings=settings, session=session)
     auth._cached = loaded
     return auth

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from shared import config
+from shared.adapters.ado_discovery import DiscoveryCalls
 from shared.adapters.ado_http import TIMEOUT, Auth, NoAuth, decode_response, retryable, transport_error
 from shared.config import Settings
 from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable, InvalidInput
@@ -90,8 +91,9 @@ def path(template: str, **parts: object) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class AdoClient:
-    """Azure DevOps REST calls for one organization (instance URL `base_url`)."""
+class AdoClient(DiscoveryCalls):
+    """Azure DevOps REST calls for one organization (instance URL `base_url`); process metadata
+    calls (types, fields, classification trees) come from `DiscoveryCalls`."""
 
     def __init__(
         self,

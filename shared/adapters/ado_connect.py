@@ -8,12 +8,16 @@ kept bare host names) is replaced by the account lookup's answer, checked the sa
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import requests
 
 from shared.adapters.ado_auth import IdentityRepo, auth_for
 from shared.adapters.ado_client import AdoClient, lookup_base_url
+from shared.adapters.ado_http import Auth
 from shared.adapters.integrations import IntegrationStore
 from shared.config import settings
 from shared.core.errors import AdoError, InvalidInput
@@ -21,6 +25,9 @@ from shared.core.hosts import organization_url, parse_server_hosts
 from shared.core.models import Integration
 
 log = logging.getLogger(__name__)
+
+AUTH_TTL = 300.0  # seconds a worker keeps an integration's credential
+MAX_KEPT = 1000
 
 
 def allowed_url(value: str | None) -> str | None:
@@ -34,18 +41,42 @@ def allowed_url(value: str | None) -> str | None:
 
 
 class AdoConnector:
-    """`connector(integration)` → an authenticated `AdoClient` for the integration's organization."""
+    """`connector(integration)` → an authenticated `AdoClient` for the integration's organization.
 
-    def __init__(self, integrations: IntegrationStore, session: requests.Session) -> None:
+    The credential of each integration is kept for `AUTH_TTL` seconds, so a warm worker does not read
+    the identity row per call; a refused credential is read again on the 401 (see `shared.adapters.ado_auth`).
+    """
+
+    def __init__(self, integrations: IntegrationStore, session: requests.Session,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._integrations = integrations
         self._session = session
+        self._clock = clock
+        self._auths: dict[str, tuple[Auth, float]] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, integration: Integration) -> AdoClient:
-        return self.connect(integration, self._integrations)
+        account_id = integration.account_id
+        with self._lock:
+            kept = self._auths.get(account_id)
+        if kept is None or kept[1] <= self._clock():
+            kept = (auth_for(account_id, self._integrations, session=self._session), self._clock() + AUTH_TTL)
+            with self._lock:
+                if len(self._auths) >= MAX_KEPT:
+                    self._auths.clear()
+                self._auths[account_id] = kept
+        return self._client(integration, kept[0])
+
+    def forget(self, account_id: str) -> None:
+        """Drop the kept credential of an integration (its identity was just replaced)."""
+        with self._lock:
+            self._auths.pop(account_id, None)
 
     def connect(self, integration: Integration, identities: IdentityRepo) -> AdoClient:
         """A client using the identity kept by `identities` (install holds a new one in memory)."""
-        auth = auth_for(integration.account_id, identities, session=self._session)
+        return self._client(integration, auth_for(integration.account_id, identities, session=self._session))
+
+    def _client(self, integration: Integration, auth: Auth) -> AdoClient:
         domain = allowed_url(integration.domain_name)
         if domain is None:
             domain = allowed_url(lookup_base_url(integration.account_id, session=self._session, auth=auth))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.adapters.cache import CacheStore
+from shared.adapters.choices import ChoiceStore
 from shared.adapters.cipher import Cipher
 from shared.adapters.groups import GroupStore
 from shared.adapters.integrations import IntegrationStore
@@ -21,9 +22,10 @@ class Store:
     users: UserStore
     repositories: RepositoryStore
     cache: CacheStore
+    choices: ChoiceStore
 
 
 def table_store(cipher: Callable[[], Cipher], clock: Callable[[], float] = time.time) -> Store:
     integrations = IntegrationStore(cipher)
     return Store(integrations=integrations, groups=GroupStore(integrations, clock), users=UserStore(),
-                 repositories=RepositoryStore(), cache=CacheStore(clock))
+                 repositories=RepositoryStore(), cache=CacheStore(clock), choices=ChoiceStore())

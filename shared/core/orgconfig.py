@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from shared.core import validate as v
+from shared.core.defaults import parse_defaults
 from shared.core.errors import InvalidInput
 from shared.core.models import Identity
 from shared.core.times import parse_time
@@ -44,7 +45,7 @@ def parse_config(body: dict[str, Any]) -> dict[str, Any]:
     inbound = _inbound_status(body.get("inbound_status"))
     if inbound:
         config["inbound_status"] = inbound
-    defaults = v.mapping(body, "project_issue_defaults")
+    defaults = parse_defaults(v.mapping(body, "project_issue_defaults") or {})
     if defaults:
         config["project_issue_defaults"] = defaults
     strategy = v.choice(body, "resolution_strategy", RESOLUTION_STRATEGIES, required=False)

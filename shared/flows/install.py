@@ -9,6 +9,10 @@ an enabled hook and replaces any other without losing a delivery (`shared.flows.
 new secret is accepted from just before its hook exists, and the old hook keeps running for a few
 minutes after the new one is stored (its secret accepted meanwhile), then a queued check deletes it.
 
+A config (in the install body or `PUT .../config`) is also checked against live Azure DevOps before
+anything is saved (`shared.flows.preflight`): a status mapping or issue default naming a project,
+state, type or path that does not exist is a 422; Azure DevOps out of reach is a 503.
+
 Identity rules: `pat` needs `access_token` only; `oauth` may omit `refresh_token` (then the token
 is used until it expires and is never refreshed) and `expires_at` (then it is refreshed only when
 ADO answers 401).
@@ -41,8 +45,9 @@ from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
 from shared.core.reply import Reply
 from shared.core.times import iso_time
-from shared.flows import hook_swap
+from shared.flows import hook_swap, preflight
 from shared.flows import hooks as ado_hooks
+from shared.flows.discovery import Lookups
 from shared.flows.migration import queue_legacy_repositories
 
 log = logging.getLogger(__name__)
@@ -79,11 +84,14 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     try:
         client = svc.ado.connect(draft, pending)
         _verify_organization(client, account_id)
+        if config:
+            preflight.check_config(Lookups(svc, draft, lambda: client, cache=False), config)
         hook = _ensure_hook(svc, client, account_id, old, url)
     except IdentityInvalid as error:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
 
     svc.store.integrations.save_identity(account_id, pending.identity)
+    svc.ado.forget(account_id)
     _save_integration(svc, Integration(
         account_id=account_id, account_name=account_name, domain_name=client.base_url, status="active",
         subscription_id=hook.id, secret_hash=hook.secret_hash, subscription_status=hook.status,
@@ -114,7 +122,8 @@ def integration_view(svc: Services, account_id: str) -> Reply:
 
 
 def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
-    """PUT .../organizations/{org_id}/config: validate and replace the organization link's config."""
+    """PUT .../organizations/{org_id}/config: validate (also against live Azure DevOps, see
+    `shared.flows.preflight`) and replace the organization link's config."""
     account_id = check_id(account_id, "account_id")
     org_id = check_id(org_id, "org_id")
     config = parse_config(body)
@@ -122,6 +131,7 @@ def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, 
     link = state.org_link(org_id)
     if link is None or state.integration is None:
         raise NotFound(f"Organization {org_id} is not linked to integration {account_id}")
+    preflight.check_config(Lookups(svc, state.integration), config)
     svc.store.integrations.save_org_link(replace(link, config=config))
     return Reply(status=200, body=_link_view(replace(link, config=config)))
 

@@ -96,6 +96,7 @@ class _Job:
     integration: Integration
     org_link: OrgLink
     client: Client
+    latest: GroupState | None = None  # the group as last written or read by the push (its ETags are current)
 
     @property
     def push_key(self) -> tuple[str, str, str]:
@@ -122,47 +123,87 @@ def sync_work_item(svc: Services, message: dict[str, Any]) -> None:
     if state is None or (msg.integration_id, msg.key) not in state.links:
         log.info("outbound.link_missing", extra=job.extra())
         return
-    claimed = _claim(job, state, msg.version if msg.version is not None else state.group.version)
+    version = msg.version if msg.version is not None else state.group.version
+    pushed = state.pushes.get(job.push_key)
+    if pushed is not None and pushed.pushed >= version:
+        log.info("outbound.stale", extra=job.extra())
+        return
+    first = _prepare(job, state, None)
+    if isinstance(first, _Outcome):  # nothing to write to Azure DevOps: record the outcome, no lease needed
+        _finish(job, state, None, first, version)
+        return
+    claimed = _claim(job, state, version, first)
     if claimed is None:
         return
     state, token = claimed
+    job.latest = state
     outcome: _Outcome | None = None
     try:
-        outcome = _push(job, state, token)
+        outcome = _push(job, state, token, first)
     finally:
-        _finish(job, state, token, outcome)
+        _finish(job, job.latest or state, token, outcome, version)
 
 
-def _claim(job: _Job, state: GroupState, version: int) -> tuple[GroupState, str] | None:
-    """Take the lease of this link and kind (None: nothing to do now, or re-sent for after the lease)."""
-    svc, now, token = job.svc, job.svc.clock(), uuid.uuid4().hex
-    outcome: list[str] = []
+@dataclass(frozen=True)
+class _Planned:
+    """A write ready to send: its plan, and the revision it is conditional on."""
+
+    plan: plan.Plan
+    value: str
+    base: int
+
+
+def _prepare(job: _Job, state: GroupState, read_rev: int | None) -> _Outcome | _Planned:
+    """What the group's current state asks for: an outcome with nothing to write, or a planned write."""
+    link = _link_of(state, job)
+    kind, group = job.msg.kind, state.group
+    source_field = group.status_source if kind == "status" else group.assignment_source
+    if source_field == job.msg.integration_id:
+        log.info(f"outbound.{kind}.echo", extra=job.extra())
+        return _Outcome(None)
+    try:
+        planned = _plan(job, state, link)
+    except TransientError:
+        raise
+    except BundleError as error:
+        return _failed(job, error)
+    if planned.ops is None or planned.value is None:
+        reason: FailureReason = "no_ado_user" if kind == "assignee" else "no_state_mapping"
+        return _Outcome(_activity(job, f"outbound_{kind}_skipped", planned.detail), failure=reason)
+    return _Planned(planned, planned.value, plan.base_rev(link) if read_rev is None else read_rev)
+
+
+def _claim(job: _Job, state: GroupState, version: int, first: _Planned) -> tuple[GroupState, str] | None:
+    """Take the lease of this link and kind, recording the write it is about to make, in one transaction.
+
+    None: nothing to do (pushed meanwhile), or another push holds the lease (the message is sent
+    again for when that lease ends, rather than failed towards the poison queue)."""
+    now, token = job.svc.clock(), uuid.uuid4().hex
+    blocked: list[Push] = []
 
     def decide(current: GroupState | None) -> GroupChange:
-        outcome.clear()
+        blocked.clear()
         if current is None or (job.msg.integration_id, job.msg.key) not in current.links:
-            outcome.append("missing")
             return GroupChange()
         push = current.pushes.get(job.push_key) or Push(*job.push_key)
-        if push.pushed >= version:
-            outcome.append("stale")
+        if push.pushed >= version or push.held(now):
+            blocked.append(push)
             return GroupChange()
-        if push.held(now):
-            outcome.append(str(push.lease_until - now))
-            return GroupChange()
-        return GroupChange(pushes=[replace(push, lease=token, lease_until=now + LEASE, planned=None)])
+        return GroupChange(pushes=[replace(push, lease=token, lease_until=now + LEASE, base_rev=first.base,
+                                           planned=plan.planned_value(job.msg.kind, first.value))])
 
-    claimed = svc.store.groups.change(job.msg.organization_id, job.msg.group_id, decide, known=state)
-    if not outcome:
-        assert claimed is not None
-        return claimed, token
-    if outcome[0] in ("missing", "stale"):
-        log.info(f"outbound.{outcome[0]}", extra=job.extra())
+    claimed = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, decide, known=state)
+    link = claimed.links.get((job.msg.integration_id, job.msg.key)) if claimed else None
+    if claimed is None or link is None:
+        log.info("outbound.link_missing", extra=job.extra())
         return None
-    # Another push holds the lease: come back when it ends, rather than fail towards the poison queue.
-    delay = float(outcome[0])
-    svc.send(plan.QUEUE, plan.message(job.msg.kind, claimed.links[(job.msg.integration_id, job.msg.key)]
-                                      if claimed else _link_of(state, job), version), delay=max(1.0, delay + 1.0))
+    if not blocked:
+        return claimed, token
+    if blocked[0].pushed >= version:
+        log.info("outbound.stale", extra=job.extra())
+        return None
+    delay = blocked[0].lease_until - now
+    job.svc.send(plan.QUEUE, plan.message(job.msg.kind, link, version), delay=max(1.0, delay + 1.0))
     log.info("outbound.lease_held", extra={**job.extra(), "delay": round(delay, 1)})
     return None
 
@@ -182,37 +223,28 @@ class _Outcome:
     failure: FailureReason | None = None
 
 
-def _push(job: _Job, state: GroupState, token: str) -> _Outcome:
-    """Plan and write the current state; re-plan after a conflicting edit in Azure DevOps."""
-    for _ in range(MAX_REPLANS):
+def _push(job: _Job, state: GroupState, token: str, first: _Planned) -> _Outcome:
+    """Send the planned write; after a conflicting edit in Azure DevOps, plan again from what it holds now."""
+    planned: _Outcome | _Planned = first
+    for attempt in range(MAX_REPLANS):
+        if isinstance(planned, _Outcome):
+            return planned
+        if attempt:
+            state = _mark_planned(job, state, token, planned.base, plan.planned_value(job.msg.kind, planned.value))
         link = _link_of(state, job)
-        kind, group = job.msg.kind, state.group
-        source_field = group.status_source if kind == "status" else group.assignment_source
-        if source_field == job.msg.integration_id:
-            log.info(f"outbound.{kind}.echo", extra=job.extra())
-            return _Outcome(None)
+        assert planned.plan.ops is not None
         try:
-            planned = _plan(job, state, link)
-        except TransientError:
-            raise
-        except BundleError as error:
-            return _failed(job, error)
-        if planned.ops is None or planned.value is None:
-            reason: FailureReason = "no_ado_user" if kind == "assignee" else "no_state_mapping"
-            return _Outcome(_activity(job, f"outbound_{kind}_skipped", planned.detail), failure=reason)
-        base = plan.base_rev(link)
-        state = _mark_planned(job, state, token, base, plan.planned_value(kind, planned.value))
-        try:
-            written = job.client().update_work_item(link.key, plan.conditional(planned.ops, base))
+            written = job.client().update_work_item(link.key, plan.conditional(planned.plan.ops, planned.base))
         except AdoRevisionMismatch:
-            state = _observe_conflict(job, state)
+            state, read_rev = _observe_conflict(job, state)
+            planned = _prepare(job, state, read_rev)
             continue
         except TransientError:
             raise
         except BundleError as error:
             return _failed(job, error)
         rev = written.get("rev")
-        return _Outcome(_activity(job, f"outbound_{kind}", planned.detail),
+        return _Outcome(_activity(job, f"outbound_{job.msg.kind}", planned.plan.detail),
                         rev if isinstance(rev, int) and not isinstance(rev, bool) else None, planned.value)
     raise TransientError(f"work item {job.msg.key} kept changing during the push; retrying later")
 
@@ -240,11 +272,15 @@ def _mark_planned(job: _Job, state: GroupState, token: str, base: int, value: st
                                       lambda cur: GroupChange(pushes=[marked]) if cur else GroupChange(), known=state)
     if new is None:
         raise TransientError("the group disappeared during the push")
+    job.latest = new
     return new
 
 
-def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
-    """After a 412: read the work item, apply a change of the synced field to the group, read the group again."""
+def _observe_conflict(job: _Job, state: GroupState) -> tuple[GroupState, int]:
+    """After a 412: read the work item, apply a change of the synced field to the group, read the group again.
+
+    Returns the group and the revision read (the link may claim a newer one that Azure DevOps never had,
+    e.g. from a forged delivery signed with the secret: testing against that would fail for ever)."""
     link = _link_of(state, job)
     item = job.client().get_work_item(link.key)
     rev = item.get("rev")
@@ -279,7 +315,8 @@ def _observe_conflict(job: _Job, state: GroupState) -> GroupState:
     fresh = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, advance)
     if fresh is None or (job.msg.integration_id, job.msg.key) not in fresh.links:
         raise TransientError("the link disappeared during the push")
-    return fresh
+    job.latest = fresh
+    return fresh, rev
 
 
 def _failed(job: _Job, error: BundleError) -> _Outcome:
@@ -295,20 +332,22 @@ def _activity(job: _Job, kind: str, data: dict[str, Any]) -> Activity:
                     created=job.svc.clock())
 
 
-def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) -> None:
-    """Release the lease in one transaction with the result: the version pushed (only when the push
-    completed), the revision written marked as the bundle's own, and the activity."""
+def _finish(job: _Job, state: GroupState, token: str | None, outcome: _Outcome | None, version: int) -> None:
+    """Record the result in one transaction: the version pushed (only when the push completed), the
+    revision written marked as the bundle's own, the activity and events, and the lease released.
+
+    `token` is the lease held (None: a result reached without writing to Azure DevOps, no lease)."""
     pushed_version = state.group.version
 
     def decide(current: GroupState | None) -> GroupChange:
         if current is None:
             return GroupChange()
-        push = current.pushes.get(job.push_key)
-        if push is None or push.lease != token:
+        push = current.pushes.get(job.push_key) or Push(*job.push_key)
+        if token is not None and push.lease != token:
             return GroupChange()  # our lease expired and another push took over
-        done = replace(push, lease=None, lease_until=0.0, planned=None,
-                       pushed=max(push.pushed, pushed_version) if outcome is not None else push.pushed)
-        change = GroupChange(pushes=[done])
+        released = replace(push, lease=None, lease_until=0.0, planned=None) if token is not None else push
+        done = replace(released, pushed=max(push.pushed, pushed_version) if outcome is not None else push.pushed)
+        change = GroupChange(pushes=[done] if done != push else [])
         link = current.links.get((job.msg.integration_id, job.msg.key))
         if outcome is not None:
             change.activity += [outcome.activity] if outcome.activity else []
@@ -325,4 +364,5 @@ def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) 
                 change.links = [marked] if marked != link else []
         return change
 
-    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=state)
+    # `state` is the claimed group: the mark and the reads after a conflict replaced its ETags since.
+    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=job.latest or state)

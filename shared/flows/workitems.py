@@ -6,6 +6,11 @@ is answered with that link instead of a second work item. ADO failures become an
 act on: a rule error (TF401320) is a 422 naming the field, a refused credential a 502, throttling
 a 503 with Retry-After.
 
+A create's missing project, type, paths, tags and fields come from the organization link's
+`project_issue_defaults` for the group's tracker project and from the last choice made there
+(`shared.core.defaults`); each create remembers its project and type. `shared.flows.preflight`
+answers the dry run of a create.
+
 Creating is safe to retry: the group's creation claim is marked `attempted` before Azure DevOps is
 asked, the work item carries a marker tag naming the group, and the id is kept as soon as it is
 known. A retry after an attempt whose outcome is unknown (a timeout, a storage failure after the
@@ -18,19 +23,20 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.adapters.ado_client import AdoClient
 from shared.adapters.cache import CacheStore
 from shared.compose import Services
-from shared.core import validate
+from shared.core import defaults, validate
 from shared.core import workitems as wi
 from shared.core.errors import (
     AdoAuthError,
     AdoBadRequest,
     AdoError,
     AdoNotFound,
+    BundleError,
     Conflict,
     InvalidInput,
     NotFound,
@@ -125,17 +131,44 @@ def project_id(client: Client, cache: CacheStore, account_id: str, name: str) ->
 # --- create --------------------------------------------------------------------------------------
 
 
-def create_issue(svc: Services, account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
-    """Create a work item for a group and link it, or answer the group's existing link (both 200)."""
+@dataclass(frozen=True)
+class Prepared:
+    """A create request with its records read and its missing parts filled from the defaults."""
+
+    integration: Integration
+    state: GroupState
+    body: dict[str, Any]  # the request body, defaults applied
+    configured: dict[str, Any] | None  # the configured defaults of the group's tracker project
+
+    @property
+    def existing(self) -> Link | None:
+        return _existing(self.state, self.integration.account_id)
+
+
+def prepare(svc: Services, account_id: str, org_id: str, body: dict[str, Any]) -> Prepared:
+    """Check what the body gives (before any read), read the integration, its link and the group, and
+    fill the body's missing parts from `project_issue_defaults` and the last choice (`core.defaults`)."""
     check_id(account_id, "account_id")
     check_id(org_id, "org_id")
-    request = wi.create_request(body)
-    integration, _ = linked_integration(svc, account_id, org_id)
-    state = _group(svc, org_id, request.group_id)
-    existing = _existing(state, account_id)
+    group_id = check_id(validate.required_text(body, "group_id"), "group_id")
+    wi.create_request(defaults.with_placeholders(body))
+    integration, org_link = linked_integration(svc, account_id, org_id)
+    state = _group(svc, org_id, group_id)
+    tracker_project = state.group.project_id
+    configured = (org_link.config.get("project_issue_defaults") or {}).get(tracker_project)
+    remembered = svc.store.choices.get(account_id, org_id, tracker_project)
+    return Prepared(integration, state, defaults.apply(body, configured, remembered), configured)
+
+
+def create_issue(svc: Services, account_id: str, org_id: str, body: dict[str, Any]) -> Reply:
+    """Create a work item for a group and link it, or answer the group's existing link (both 200)."""
+    plan = prepare(svc, account_id, org_id, body)
+    integration, state = plan.integration, plan.state
+    existing = plan.existing
     if existing is not None:
         log.info("workitems.create.already_linked", extra={"account_id": account_id, "key": existing.key})
         return Reply(body=wi.issue_view(existing))
+    request = wi.create_request(plan.body)
     claim, state = _claim(svc, state, account_id)
     if claim is None:  # a create that ended meanwhile linked the group
         linked = _existing(state, account_id)
@@ -149,8 +182,20 @@ def create_issue(svc: Services, account_id: str, org_id: str, body: dict[str, An
             link = _create(svc, client, integration, state, claim, request, tag)
     svc.store.groups.add_link(link, new_work_item=True)  # also ends the claim
     events.notify(svc, org_id, request.group_id)
+    _remember(svc, plan, request)
     log.info("workitems.created", extra={"account_id": account_id, "key": link.key})
     return Reply(body=wi.issue_view(link))
+
+
+def _remember(svc: Services, plan: Prepared, request: wi.CreateRequest) -> None:
+    """Keep the project and type used for the group's tracker project; the create stands if this fails."""
+    group = plan.state.group
+    try:
+        svc.store.choices.remember(plan.integration.account_id, group.org_id, group.project_id,
+                                   defaults.choice(request, plan.configured))
+    except BundleError as error:
+        log.warning("workitems.choice_not_kept", extra={"account_id": plan.integration.account_id,
+                                                         "error": type(error).__name__})
 
 
 def _claim(svc: Services, state: GroupState, account_id: str) -> tuple[Creation | None, GroupState]:

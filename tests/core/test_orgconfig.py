@@ -163,7 +163,7 @@ LONG = "x" * 8_000
         pytest.param({"resolution_strategy": "Resolve"}, "resolution_strategy", "one of", id="strategy-case"),
         pytest.param({"resolution_strategy": ""}, "resolution_strategy", "not be empty", id="strategy-empty"),
         pytest.param({"resolution_strategy": True}, "resolution_strategy", "must be a string", id="strategy-bool"),
-        pytest.param({"project_issue_defaults": {"P1": "y" * 10_000},
+        pytest.param({"project_issue_defaults": {"P1": {"fields": {"Custom.Notes": "y" * 10_000}}},
                       "sync_status_forward": {"P1": {"on_resolve": LONG, "on_unresolve": "A"}}},
                      "config", "larger than 16000", id="whole-config-too-large"),
     ],

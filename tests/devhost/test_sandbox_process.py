@@ -121,3 +121,13 @@ def test_create_rules_name_the_field(ado: Ado) -> None:
         {"op": "replace", "path": "/fields/System.IterationPath", "value": "Fabrikam\\Nope"}
     ])
     assert moved.status_code == 400 and f"work item {wid}, field 'System.IterationPath'" in moved.json()["message"]
+
+
+def test_a_field_the_project_makes_required_reports_no_default(ado: Ado) -> None:
+    """The fields answer must not promise a default the create does not fill (a dry run trusts it)."""
+    fields = "Fabrikam/_apis/wit/workitemtypes/Bug/fields/Microsoft.VSTS.Common.Severity"
+    assert ado.get(fields).json()["defaultValue"] == "3 - Medium"
+    ado.sandbox.set_required_fields(ORG, "Fabrikam", ["Microsoft.VSTS.Common.Severity"])
+    severity = ado.get(fields).json()
+    assert (severity["alwaysRequired"], severity["defaultValue"]) == (True, None)
+    assert _create(ado).status_code == 400

@@ -1,7 +1,8 @@
 """Offline checks of infra/main.bicep, infra/main.parameters.json and azure.yaml.
 
 The Bicep is parsed with pycep (a parser, not a compiler); the assertions encode what Flex
-Consumption, identity-only storage and the bundle's settings need (reference/azure-functions.md §5, §8).
+Consumption, identity-only storage and the bundle's settings need
+(https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan).
 pycep renders an identifier and a string literal alike (`name: appName` and `name: 'appName'` both
 give "appName"), so values are resolved against the template's variables and parameters first.
 """
@@ -33,6 +34,8 @@ CONFIG_SOURCE = ROOT / "shared" / "config.py"
 # Each must be explained in docs/operations.md.
 OPTIONAL_SETTINGS = {
     "AzureWebJobsStorage": "connection-string form; replaced on Azure by the identity-based AzureWebJobsStorage__*",
+    "TRACKER_WEBHOOK_URL": "optional; unset: events are only in the pull feed (also per organization)",
+    "TRACKER_WEBHOOK_SECRET": "optional; set together with TRACKER_WEBHOOK_URL",
 }
 
 # Rejected (or deprecated) on Flex Consumption.

@@ -21,8 +21,9 @@ import requests
 from conftest import Bundle, bundle_host, load_fixture
 
 from devhost import azurite as azurite_process
-from shared import config
-from shared.adapters import storage, store
+from shared import compose, config
+from shared.adapters import storage
+from shared.compose import Services
 from shared.core.models import Group, Integration, Link, OrgLink
 from shared.core.secrets import hash_secret
 from shared.flows import states
@@ -43,8 +44,9 @@ def queue_host_json(**queues: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def private_bundle(*, host_json: dict[str, Any] | None = None, persistent_dir: str | None = None
-                   ) -> Iterator[tuple[Bundle, azurite_process.Azurite]]:
-    """The function app on its own devhost and its own Azurite (other tests' data is never touched).
+                   ) -> Iterator[tuple[Bundle, azurite_process.Azurite, Services]]:
+    """The function app on its own devhost and its own Azurite (other tests' data is never touched),
+    with services (real queues) for the test to seed and inspect that Azurite.
 
     The app code reads storage settings from the process environment, so while this runs the
     process points at the private Azurite; everything is restored (and client caches dropped) after.
@@ -57,7 +59,7 @@ def private_bundle(*, host_json: dict[str, Any] | None = None, persistent_dir: s
     try:
         host.start()
         storage.reset()
-        yield Bundle(host.url), own
+        yield Bundle(host.url), own, compose.build()
     finally:
         host.stop()
         own.stop()
@@ -113,13 +115,14 @@ class Seeded:
         return data
 
 
-def seed(uid: str, count: int, *, group_for: Callable[[int], str] = lambda i: f"g{i}",
+def seed(svc: Services, uid: str, count: int, *, group_for: Callable[[int], str] = lambda i: f"g{i}",
          config_: dict[str, Any] | None = None, parallel: int = 8) -> Seeded:
     """An integration with a known secret, an org link syncing inbound, and linked groups (direct to storage)."""
     world = Seeded(account=f"acc-{uid}", org=f"org-{uid}", keys=[str(1000 + i) for i in range(count)])
-    store.save_integration(Integration(account_id=world.account, account_name="acme",
-                                       domain_name="https://acme.example/", secret_hash=hash_secret(SECRET)))
-    store.save_org_link(OrgLink(account_id=world.account, org_id=world.org, config=config_ or {
+    integrations = svc.store.integrations
+    integrations.save(Integration(account_id=world.account, account_name="acme",
+                                  domain_name="https://acme.example/", secret_hash=hash_secret(SECRET)))
+    integrations.save_org_link(OrgLink(account_id=world.account, org_id=world.org, config=config_ or {
         "sync_status_reverse": True, "sync_reverse_assignment": True}))
     keys_of: dict[str, list[str]] = {}
     for index, key in enumerate(world.keys):
@@ -127,14 +130,14 @@ def seed(uid: str, count: int, *, group_for: Callable[[int], str] = lambda i: f"
     world.groups = list(keys_of)
 
     def make(group: str) -> None:
-        store.put_group(Group(org_id=world.org, group_id=group, project_id="p1", title=f"Boom {group}"))
+        svc.store.groups.put(Group(org_id=world.org, group_id=group, project_id="p1", title=f"Boom {group}"))
         for key in keys_of[group]:
-            store.add_link(Link(org_id=world.org, group_id=group, account_id=world.account, key=key,
-                                project_id=PROJECT, work_item_type="Bug"))
+            svc.store.groups.add_link(Link(org_id=world.org, group_id=group, account_id=world.account, key=key,
+                                           project_id=PROJECT, work_item_type="Bug"))
 
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(make, world.groups))
-    store.cache_put(world.account, f"states|{PROJECT}|Bug", DONE, ttl=3600)
+    svc.store.cache.put(world.account, f"states|{PROJECT}|Bug", DONE, ttl=3600)
     states.forget()
     return world
 

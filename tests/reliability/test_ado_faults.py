@@ -16,7 +16,6 @@ import pytest
 from conftest import Bundle, wait_for
 from reliability_support import private_bundle, queue_count, queue_host_json
 
-from shared.adapters import storage, store
 from shared.core.models import Integration
 
 ORGS = 50
@@ -63,11 +62,11 @@ class FaultOrg:
 @pytest.mark.slow
 def test_outbound_syncs_and_checks_survive_ado_faults(sandbox_ado: Any, uid: str) -> None:
     sandbox = sandbox_ado
-    with private_bundle(host_json=HOST_JSON) as (bundle, _):
+    with private_bundle(host_json=HOST_JSON) as (bundle, _, svc):
         with ThreadPoolExecutor(8) as pool:
             orgs = list(pool.map(lambda i: FaultOrg(bundle, sandbox, f"flt{uid}{i:02d}"), range(ORGS)))
         for org in orgs:  # due for a check, as six hours later
-            store.update_integration(org.account, lambda i: Integration(**{**i.__dict__, "last_checked": 1.0}))
+            svc.store.integrations.update(org.account, lambda i: Integration(**{**i.__dict__, "last_checked": 1.0}))
         sandbox.wait_idle(30)
         mine = {f"/{org.name}/" for org in orgs}
         started = time.time()
@@ -84,15 +83,14 @@ def test_outbound_syncs_and_checks_survive_ado_faults(sandbox_ado: Any, uid: str
                     targets))
             assert answers == [200] * len(targets)
             for org in orgs:
-                storage.send("subscription-check", {"integration_id": org.account,
-                                                    "organization_id": org.tracker_org})
+                svc.send("subscription-check", {"integration_id": org.account, "organization_id": org.tracker_org})
 
             def state(org: FaultOrg, group: str) -> str:
                 return str(sandbox.work_item(org.name, org.keys[group])["fields"]["System.State"])
 
             wait_for(lambda: all(state(o, g) == "Resolved" for o, g in targets), timeout=120,
                      what="every work item to be resolved")
-            wait_for(lambda: all((store.get_integration(o.account).last_checked or 0) >= started  # type: ignore[union-attr]
+            wait_for(lambda: all((svc.store.integrations.get(o.account).last_checked or 0) >= started  # type: ignore[union-attr]
                                  for o in orgs), timeout=120, what="every subscription check")
             wait_for(lambda: queue_count("sync-outbound") == 0 and queue_count("subscription-check") == 0,
                      timeout=60, what="the queues to drain")
@@ -122,6 +120,6 @@ def test_outbound_syncs_and_checks_survive_ado_faults(sandbox_ado: Any, uid: str
             assert not {k for k in kinds if k.endswith("_failed")}, kinds
             assert body["status"] == "resolved"  # type: ignore[index]
         for org in orgs:
-            integration = store.get_integration(org.account)
+            integration = svc.store.integrations.get(org.account)
             assert integration is not None and integration.last_checked and integration.last_checked >= started
             assert integration.subscription_status == "enabled" and integration.problem is None, integration

@@ -24,7 +24,6 @@ from azure.data.tables import TableServiceClient
 from conftest import MANAGE_KEY
 from reliability_support import SECRET, Seeded, private_bundle, queue_count, seed
 
-from shared.adapters import store
 from shared.core.errors import InvalidInput
 from shared.core.models import Repository, User
 
@@ -35,7 +34,7 @@ MANAGE_OK = {400, 401, 404, 405, 413, 422}
 FORBIDDEN = ["/", "\\", "#", "?", "|", "\x00", "\x01", "\x1f", "\x7f", "\x85", "\n", "\r", "\t"]
 UNICODE = ["ü", "名前", "🦄", "\u202e", "\u200b", "\ufeff", "ǅ", "\U0001d518\U0001d52b\U0001d526", "é" * 100, "\uffff"]
 WRONG_TYPES: list[Any] = [0, -1, 1.5, 10**30, True, False, [], [1, "a"], {}, {"a": 1}]
-QUEUES = ("sync-outbound", "subscription-check", "migrate-repo")
+QUEUES = ("sync-outbound", "subscription-check", "migrate-repo", "tracker-events")
 
 
 @dataclass
@@ -303,10 +302,10 @@ def snapshot(connection: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.mark.slow
 def test_ten_thousand_hostile_requests_change_nothing_and_never_fail(uid: str) -> None:
-    with private_bundle() as (bundle, own):
-        world = seed(uid, 1)
-        store.put_user(User(org_id=world.org, user_id="u1", emails=["ann@example.com"], projects=["p1"]))
-        store.put_repository(Repository(org_id=world.org, repo_id="r1", name="web", provider="integrations:vsts",
+    with private_bundle() as (bundle, own, svc):
+        world = seed(svc, uid, 1)
+        svc.store.users.put(User(org_id=world.org, user_id="u1", emails=["ann@example.com"], projects=["p1"]))
+        svc.store.repositories.put(Repository(org_id=world.org, repo_id="r1", name="web", provider="integrations:vsts",
                                         external_id="x", integration_id=world.account))
         ghosts = [f"ghost-{uid}", "ü", "名前", "🦄", "a b", "x" * 256, "'; DROP TABLE Groups; --", "1000"]
         before = snapshot(own.connection_string)
@@ -343,6 +342,6 @@ def test_ten_thousand_hostile_requests_change_nothing_and_never_fail(uid: str) -
         assert snapshot(own.connection_string) == before, "hostile input changed storage"
         assert all(queue_count(name) == 0 for name in QUEUES), "hostile input queued work"
         for ghost in ghosts:
-            assert absent(store.get_user, world.org, ghost) and absent(store.get_group, world.org, ghost)
-            assert absent(store.get_integration, ghost) and absent(store.get_repository, world.org, ghost)
+            assert absent(svc.store.users.get, world.org, ghost) and absent(svc.store.groups.get, world.org, ghost)
+            assert absent(svc.store.integrations.get, ghost) and absent(svc.store.repositories.get, world.org, ghost)
         assert bundle.http.get(f"{bundle.url}/api/health", timeout=30).status_code == 200

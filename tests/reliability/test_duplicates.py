@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from reliability_support import Seeded, Sender, private_bundle, seed
 
-from shared.adapters import store
+from shared.compose import Services
 
 ITEMS = 50
 REVS = range(2, 18)  # 16 revisions per work item: 800 distinct events
@@ -29,14 +29,14 @@ def status_of(state: str) -> str:
     return "resolved" if state == "Resolved" else "unresolved"
 
 
-def check_group(world: Seeded, group: str, key: str, highest: int) -> list[int]:
+def check_group(svc: Services, world: Seeded, group: str, key: str, highest: int) -> list[int]:
     """Assert the group is consistent with revisions applied in increasing order; returns activity revs."""
-    current = store.get_group(world.org, group)
+    current = svc.store.groups.get(world.org, group)
     assert current is not None
     assert current.status == status_of(state_at(highest)), (group, current.status)
-    state = store.read_group(world.org, group)
+    state = svc.store.groups.read(world.org, group)
     assert state is not None and state.links[(world.account, key)].state_rev == highest
-    activity = [a for a in store.list_activity(world.org, group) if a.kind != "link"]
+    activity = [a for a in svc.store.groups.activity(world.org, group) if a.kind != "link"]
     assert {a.kind for a in activity} <= {"set_resolved", "set_unresolved"}, activity
     revs = [int(a.data["rev"]) for a in activity]
     assert revs == sorted(set(revs)), f"{group}: activity revisions not strictly increasing: {revs}"
@@ -53,12 +53,12 @@ def check_group(world: Seeded, group: str, key: str, highest: int) -> list[int]:
 
 @pytest.mark.slow
 def test_duplicated_and_shuffled_deliveries_end_at_the_highest_revision(uid: str) -> None:
-    with private_bundle() as (bundle, _):
-        run(bundle.url, uid)
+    with private_bundle() as (bundle, _, svc):
+        run(svc, bundle.url, uid)
 
 
-def run(url: str, uid: str) -> None:
-    world = seed(uid, ITEMS)
+def run(svc: Services, url: str, uid: str) -> None:
+    world = seed(svc, uid, ITEMS)
     rng = random.Random(20261124)
     events = [(key, rev) for key in world.keys for rev in REVS]
     deliveries = events + rng.sample(events, DUPLICATES)
@@ -74,7 +74,7 @@ def run(url: str, uid: str) -> None:
 
     applied = 0
     for group, key in zip(world.groups, world.keys, strict=True):
-        applied += len(check_group(world, group, key, max(REVS)))
+        applied += len(check_group(svc, world, group, key, max(REVS)))
     assert applied > 0
 
     # The groups still take new revisions: one more, opposite to the current state, is applied
@@ -85,5 +85,5 @@ def run(url: str, uid: str) -> None:
             key, tail, previous(tail), state_at(tail), event_id=f"{uid}-{key}-{tail}")).status_code, world.keys))
     assert tails == [200] * ITEMS
     for group, key in zip(world.groups, world.keys, strict=True):
-        revs = check_group(world, group, key, tail)
+        revs = check_group(svc, world, group, key, tail)
         assert revs[-1] == tail, f"{group}: the highest revision's activity is missing"

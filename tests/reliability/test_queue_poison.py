@@ -9,7 +9,7 @@ from conftest import wait_for
 from reliability_support import private_bundle, queue_count, queue_host_json
 from test_e2e import Org
 
-from shared.adapters import storage, store
+from shared.adapters import storage
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ def test_throttled_migration_lands_in_poison_after_max_dequeue_and_garbage_is_dr
         sandbox_ado: Any, uid: str) -> None:
     # Three tries, retried at once: the real host.json (5 tries, 10 s apart) would take a minute.
     host_json = queue_host_json(maxDequeueCount=3, visibilityTimeout="00:00:00")
-    with private_bundle(host_json=host_json) as (bundle, _):
+    with private_bundle(host_json=host_json) as (bundle, _, svc):
         org = Org(bundle, sandbox_ado, uid)
         sandbox_ado.add_repository(org.name, "Web", "app")
         status, _ = bundle.api("PUT", f"manage/organizations/{org.tracker_org}/repositories/r1", {
@@ -27,12 +27,12 @@ def test_throttled_migration_lands_in_poison_after_max_dequeue_and_garbage_is_dr
         assert status == 200
         sandbox_ado.inject_fault("503", rate=1.0, path_contains="/git/repositories")
         try:
-            storage.send("migrate-repo", {"repo_id": "r1", "integration_id": org.account,
+            svc.send("migrate-repo", {"repo_id": "r1", "integration_id": org.account,
                                           "organization_id": org.tracker_org})
             wait_for(lambda: queue_count("migrate-repo-poison") == 1, timeout=120, what="the poison queue")
         finally:
             sandbox_ado.clear_faults()
-        repo = store.get_repository(org.tracker_org, "r1")
+        repo = svc.store.repositories.get(org.tracker_org, "r1")
         assert repo is not None and repo.integration_id is None, "a failed migration changes nothing"
 
         # A message that is not JSON can never succeed: logged and completed, not retried or poisoned.

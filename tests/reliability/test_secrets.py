@@ -11,7 +11,7 @@ import pytest
 from conftest import MANAGE_KEY, Bundle, wait_for
 from reliability_support import private_bundle, queue_host_json
 
-from shared.adapters import storage, store
+from shared.compose import Services
 from shared.core.models import Integration
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
@@ -63,9 +63,9 @@ def test_no_secret_in_logs_or_answers(sandbox_ado: Any, uid: str, caplog: pytest
     monkeypatch.setattr(sandbox.state, "grant", recording_grant)
     debug_everywhere(caplog)
     # A 1 s visibility timeout: the failed outbound PATCH is retried without a 10 s wait.
-    with private_bundle(host_json=queue_host_json(visibilityTimeout="00:00:01")) as (bundle, _):
+    with private_bundle(host_json=queue_host_json(visibilityTimeout="00:00:01")) as (bundle, _, svc):
         run = Recorder(bundle)
-        secrets = [MANAGE_KEY, "sandbox-client-secret", *full_run(run, sandbox, uid)]
+        secrets = [MANAGE_KEY, "sandbox-client-secret", *full_run(svc, run, sandbox, uid)]
         for org in (f"pat{uid}", f"oau{uid}"):
             for sub in sandbox.subscriptions(org):
                 secrets.append(sub["consumerInputs"]["basicAuthPassword"])
@@ -88,7 +88,7 @@ def test_no_secret_in_logs_or_answers(sandbox_ado: Any, uid: str, caplog: pytest
     assert not leaks, f"{len(leaks)} leaks, e.g. {sorted(leaks)[:3]}"
 
 
-def full_run(run: Recorder, sandbox: Any, uid: str) -> list[str]:
+def full_run(svc: Services, run: Recorder, sandbox: Any, uid: str) -> list[str]:
     """Install a PAT org and an OAuth org, sync both ways, check hooks; returns the secrets used."""
     secrets: list[str] = []
     orgs = []
@@ -144,6 +144,7 @@ def full_run(run: Recorder, sandbox: Any, uid: str) -> list[str]:
         (sub,) = sandbox.subscriptions(name)
         secret = sub["consumerInputs"]["basicAuthPassword"]
         payload = sandbox.work_item(name, key)  # any body for this collection: only the answers matter here
+        # Its revision is one Azure DevOps never had: the conditional push below must still get through.
         hook = {"eventType": "workitem.updated", "id": f"manual-{uid}", "resourceContainers": {
             "collection": {"id": account}}, "resource": {"workItemId": key, "rev": payload["rev"] + 1, "fields": {
                 "System.State": {"oldValue": "Resolved", "newValue": "Active"}}}}
@@ -162,15 +163,15 @@ def full_run(run: Recorder, sandbox: Any, uid: str) -> list[str]:
     started = time.time()
     sandbox.set_subscription_status(orgs[1][0], sandbox.subscriptions(orgs[1][0])[0]["id"], "disabledBySystem")
     for _, account, tracker, _ in orgs:
-        store.update_integration(account, lambda i: Integration(**{**i.__dict__, "last_checked": 1.0}))
-        storage.send("subscription-check", {"integration_id": account, "organization_id": tracker})
+        svc.store.integrations.update(account, lambda i: Integration(**{**i.__dict__, "last_checked": 1.0}))
+        svc.send("subscription-check", {"integration_id": account, "organization_id": tracker})
     for _, account, _, _ in orgs:
-        wait_for(lambda account=account: (store.get_integration(account).last_checked or 0) >= started,  # type: ignore[union-attr]
+        wait_for(lambda account=account: (svc.store.integrations.get(account).last_checked or 0) >= started,  # type: ignore[union-attr]
                  timeout=60, what="the subscription checks")
         assert run.api("GET", f"manage/integrations/{account}")[0] == 200
     sandbox.wait_idle(10)
     for _, account, _, _ in orgs:
-        loaded = store.load_identity(account)
+        loaded = svc.store.integrations.load_identity(account)
         assert loaded is not None
         secrets += [loaded[0].access_token, loaded[0].refresh_token or ""]
     return secrets

@@ -17,8 +17,6 @@ import pytest
 from conftest import wait_for
 from reliability_support import Sender, private_bundle, seed
 
-from shared.adapters import store
-
 GROUPS = 10
 ITEMS_PER_GROUP = 30  # 300 work items, one delivery each: a lost delivery leaves its link at rev 0
 
@@ -29,8 +27,8 @@ def state_at(index: int) -> str:
 
 @pytest.mark.slow
 def test_storage_outage_answers_503_then_everything_is_applied(tmp_path: Path, uid: str) -> None:
-    with private_bundle(persistent_dir=str(tmp_path / "azurite")) as (bundle, own):
-        world = seed(uid, GROUPS * ITEMS_PER_GROUP, group_for=lambda i: f"g{i % GROUPS}", parallel=GROUPS)
+    with private_bundle(persistent_dir=str(tmp_path / "azurite")) as (bundle, own, svc):
+        world = seed(svc, uid, GROUPS * ITEMS_PER_GROUP, group_for=lambda i: f"g{i % GROUPS}", parallel=GROUPS)
         group_of = {key: f"g{i % GROUPS}" for i, key in enumerate(world.keys)}
         rev_of = {key: 2 + i for i, key in enumerate(world.keys)}
         # Within a group, consecutive work items alternate between resolving and reopening it.
@@ -86,7 +84,7 @@ def test_storage_outage_answers_503_then_everything_is_applied(tmp_path: Path, u
         # Nothing lost: every work item's one revision reached its link.
         lost = []
         for key in world.keys:
-            state = store.read_group(world.org, group_of[key])
+            state = svc.store.groups.read(world.org, group_of[key])
             assert state is not None
             if state.links[(world.account, key)].state_rev != rev_of[key]:
                 lost.append(key)
@@ -94,9 +92,9 @@ def test_storage_outage_answers_503_then_everything_is_applied(tmp_path: Path, u
 
         # Nothing half-applied: status, version and activity agree for every group.
         for group in world.groups:
-            state = store.read_group(world.org, group)
+            state = svc.store.groups.read(world.org, group)
             assert state is not None
-            activity = [a for a in store.list_activity(world.org, group) if a.kind != "link"]
+            activity = [a for a in svc.store.groups.activity(world.org, group) if a.kind != "link"]
             status = "unresolved"
             for item in activity:
                 target = item.kind.removeprefix("set_")
