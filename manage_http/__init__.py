@@ -11,6 +11,7 @@ from manage_http import (  # noqa: F401  (each module registers its routes)
     lifecycle_routes,
     openapi,
     records,
+    security_routes,
 )
 from manage_http.common import bp
 

@@ -20,6 +20,7 @@ HTTP = {
     "manage_issue_create": ("manage/integrations/{account_id}/organizations/{org_id}/issues", ["POST"]),
     "manage_issue_link": ("manage/integrations/{account_id}/organizations/{org_id}/issues/link", ["POST"]),
     "manage_search": ("manage/integrations/{account_id}/search", ["GET"]),
+    "manage_rotate_secret": ("manage/integrations/{account_id}/rotate-secret", ["POST"]),
     "manage_ado_projects": ("manage/integrations/{account_id}/projects", ["GET"]),
     "manage_ado_work_item_types": ("manage/integrations/{account_id}/projects/{project}/work-item-types", ["GET"]),
     "manage_ado_states": ("manage/integrations/{account_id}/projects/{project}/work-item-types/{type}/states",

@@ -21,7 +21,7 @@ from shared.adapters.ado_discovery import DiscoveryCalls
 from shared.adapters.ado_endpoints import API_VERSION, Endpoints, services_endpoints, unavailable
 from shared.adapters.ado_http import TIMEOUT, Auth, NoAuth, decode_response, retryable, transport_error
 from shared.config import Settings
-from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable
+from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,14 @@ class Api:
 
 
 def path(template: str, **parts: object) -> str:
-    """Fill a URL template, quoting every part (project names may contain spaces)."""
+    """Fill a URL template, quoting every part (project names may contain spaces).
+
+    A part that is empty or only dots is refused: `.` and `..` (and `%2E`, which `requests` decodes
+    back to a dot) are dot segments that would change which path Azure DevOps is asked for.
+    """
+    for name, value in parts.items():
+        if f"{{{name}}}" in template and not str(value).strip("."):
+            raise InvalidInput(f"{name} must not be empty or consist only of dots", field=name)
     return template.format(**{name: quote(str(value), safe="") for name, value in parts.items()})
 
 

@@ -88,7 +88,9 @@ def services_endpoints(account_name: str, settings: Settings) -> Endpoints:
     """Azure DevOps Services: search and users from the setting templates, filled with the org name."""
 
     def fill(template: str) -> str | None:
-        return template.replace("{account_name}", quote(account_name, safe="")) if account_name else None
+        # An empty name, `.` or `..` would change the URL's path: no such endpoint.
+        usable = account_name.strip(".")
+        return template.replace("{account_name}", quote(account_name, safe="")) if usable else None
 
     graph = fill(settings.ado_graph_users_url)
     # The identities API lives on the same (vssps) host as the graph.

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.data.tables import TableEntity
 
 from shared.adapters import tables
 from shared.adapters.cipher import Cipher, is_envelope
-from shared.core.errors import InvalidInput
+from shared.core.errors import ConfigError, IdentityInvalid, InvalidInput
 from shared.core.identities import KINDS as ENTRA_KINDS
 from shared.core.identities import parse_entra_identity
 from shared.core.keys import check_id, join
@@ -59,6 +60,8 @@ def _integration_entity(item: Integration) -> dict[str, Any]:
         "last_reconciled": item.last_reconciled,
         "repaired": item.repaired,
         "deployment": item.deployment,
+        "overlap_secrets": tables.dumps(item.overlap_secrets) if item.overlap_secrets else None,
+        "retired_hooks": tables.dumps(item.retired_hooks) if item.retired_hooks else None,
     }
 
 
@@ -77,7 +80,21 @@ def _integration(entity: TableEntity) -> Integration:
         last_reconciled=entity.get("last_reconciled"),
         repaired=int(entity.get("repaired") or 0),
         deployment=entity.get("deployment") or "",
+        overlap_secrets=_times(entity.get("overlap_secrets")),
+        retired_hooks=_times(entity.get("retired_hooks")),
     )
+
+
+def _times(text: Any) -> dict[str, float]:
+    """A stored `{text: unix seconds}` map; anything malformed reads as empty."""
+    try:
+        value = tables.loads(text, {})
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {h: float(until) for h, until in value.items()
+            if isinstance(h, str) and isinstance(until, int | float) and not isinstance(until, bool)}
 
 
 def _org_link_entity(link: OrgLink) -> dict[str, Any]:
@@ -136,6 +153,23 @@ def _entra_identity(entity: TableEntity) -> Identity:
                         problem="The stored identity description is unreadable; install the integration again.")
     return Identity(kind=entra.kind, access_token="", status=entity.get("status", "valid"),
                     problem=entity.get("problem"), entra=entra)
+
+
+def _legacy_identity(entity: TableEntity) -> Identity:
+    """An identity row written before encryption (tokens in plaintext columns)."""
+    return Identity(kind=entity.get("kind", "oauth"), access_token=entity.get("access_token") or "",
+                    refresh_token=entity.get("refresh_token"), expires_at=entity.get("expires_at"),
+                    status=entity.get("status", "valid"), problem=entity.get("problem"))
+
+
+@dataclass
+class Resealed:
+    """What `rewrap_identities` did: rows re-sealed, rows already under the current key, rows that
+    do not open (their account ids; such an integration must be re-installed)."""
+
+    resealed: int = 0
+    current: int = 0
+    unreadable: list[str] = field(default_factory=list)
 
 
 def _index_row(key: str, org_id: str, group_id: str) -> str:
@@ -278,36 +312,40 @@ class IntegrationStore:
         """Forget the integration's credential (gone already: nothing to do)."""
         tables.delete(TABLE, check_id(account_id, "account_id"), RK_IDENTITY)
 
-    # -- work item index -------------------------------------------------------------------------
+    def rewrap_identities(self) -> Resealed:
+        """Re-seal every stored identity under the current key (after a key rotation).
 
-    def rewrap_identities(self) -> int:
-        """Re-seal every stored identity under the current key (after a key rotation); the count re-sealed.
-
-        Each row is replaced under its ETag; a row written meanwhile is already under the current key.
+        Each row is replaced under its ETag; a row written meanwhile is already under the current key
+        (the next run counts it as current). Rows that do not open (tampered, or sealed with a key no
+        longer configured) are left as they are and reported; Key Vault outages raise.
         """
         cipher = self._cipher()
-        count = 0
+        report = Resealed()
         for entity in tables.query(TABLE, "RowKey eq @rk", rk=RK_IDENTITY):
             if entity.get("kind") in ENTRA_KINDS:
                 continue  # nothing sealed
             sealed = entity.get("sealed")
             account_id = entity["PartitionKey"]
-            if isinstance(sealed, str) and is_envelope(sealed):
-                fresh = cipher.rewrap(_identity_context(account_id), sealed)
-                if fresh is None:
-                    continue
-                row = {**entity, "sealed": fresh}
-            else:  # a row written before encryption: seal it now
-                loaded = self.load_identity(account_id)
-                if loaded is None:
-                    continue
-                row = _identity_entity(account_id, loaded[0], cipher)
+            try:
+                if isinstance(sealed, str) and is_envelope(sealed):
+                    fresh = cipher.rewrap(_identity_context(account_id), sealed)
+                    if fresh is None:
+                        report.current += 1
+                        continue
+                    row = {**entity, "sealed": fresh}
+                else:  # a row written before encryption: seal it now (the plaintext columns go)
+                    row = _identity_entity(account_id, _legacy_identity(entity), cipher)
+            except (IdentityInvalid, ConfigError):
+                report.unreadable.append(account_id)
+                continue
             try:
                 tables.create_or_replace(TABLE, row, tables.etag(entity))
             except tables.LOST_ERRORS:
                 continue
-            count += 1
-        return count
+            report.resealed += 1
+        return report
+
+    # -- work item index -------------------------------------------------------------------------
 
     def index_link(self, account_id: str, key: str, org_id: str, group_id: str) -> None:
         tables.upsert(TABLE, {"PartitionKey": account_id, "RowKey": _index_row(key, org_id, group_id),

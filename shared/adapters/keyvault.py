@@ -1,6 +1,6 @@
 """Key Vault key wrap and unwrap for the token cipher, as the function's managed identity.
 
-The real `shared.adapters.cipher.KeyWrapClient`: `CryptographyClient` with RSA-OAEP-256
+The real `shared.adapters.keks.KeyWrapClient`: `CryptographyClient` with RSA-OAEP-256
 (https://learn.microsoft.com/azure/key-vault/keys/about-keys-details). The identity needs only the
 built-in role "Key Vault Crypto Service Encryption User" on the key (read key metadata, wrap,
 unwrap). The SDK wraps locally with the public key and unwraps in Key Vault, so only `open` of an

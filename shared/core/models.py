@@ -71,6 +71,11 @@ class Integration:
     last_reconciled: float | None = None
     repaired: int = 0
     deployment: str = ""
+    # While a hook is replaced, the hashes of other secrets still (or already) accepted, each until a
+    # time (unix seconds): see `shared.core.overlap`.
+    overlap_secrets: dict[str, float] = field(default_factory=dict)
+    # Replaced hooks still running until they are deleted, each with the time it may go (unix seconds).
+    retired_hooks: dict[str, float] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Integration(account_id={self.account_id!r}, status={self.status!r})"

@@ -7,7 +7,7 @@ forgotten. Decisions (what a status means, which hooks are strays) live in `shar
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from shared.adapters.ado_client import AdoClient
@@ -41,9 +41,9 @@ def observe(client: AdoClient, subscription_id: str | None) -> hooks.Observed:
         return hooks.Observed(hooks.MISSING)
 
 
-def create(client: AdoClient, url: str) -> Created:
-    """Create a hook with a fresh secret. Error messages are scrubbed of the secret."""
-    secret = secrets.new_secret()
+def create(client: AdoClient, url: str, *, secret: str | None = None) -> Created:
+    """Create a hook with `secret` (default: a fresh one). Error messages are scrubbed of the secret."""
+    secret = secret or secrets.new_secret()
     try:
         answer = client.create_subscription(hooks.hook_body(url, secret))
     except BundleError as error:
@@ -58,11 +58,12 @@ def create(client: AdoClient, url: str) -> Created:
     return Created(id=sub_id, status=status, secret_hash=secrets.hash_secret(secret))
 
 
-def remove_strays(client: AdoClient, url: str, keep_id: str, stored_id: Callable[[], str | None],
-                  now: float) -> int:
+def remove_strays(client: AdoClient, url: str, keep_id: str,
+                  stored_id: Callable[[], str | Collection[str] | None], now: float) -> int:
     """Delete our other hooks to `url` (a timed-out create or a failed delete leaves one behind, and it
-    would deliver every event twice), sparing `keep_id`, the hook stored right now (`stored_id()`, read
-    just before deleting) and young hooks. Best effort; returns how many were deleted."""
+    would deliver every event twice), sparing `keep_id`, the hook or hooks stored right now
+    (`stored_id()`, read just before deleting: the current one and retired ones still draining) and
+    young hooks. Best effort; returns how many were deleted."""
     query = {"publisherId": "tfs", "eventType": hooks.EVENT_UPDATED, "consumerId": "webHooks",
              "consumerActionId": "httpRequest"}
     try:
@@ -77,7 +78,8 @@ def remove_strays(client: AdoClient, url: str, keep_id: str, stored_id: Callable
         current = stored_id()
     except BundleError:
         return 0
-    doomed = [s for s in candidates if s != current]
+    kept = {current} if current is None or isinstance(current, str) else set(current)
+    doomed = [s for s in candidates if s not in kept]
     for stray in doomed:
         log.info("subscription.stray_deleted", extra={"subscription_id": stray})
         delete_quietly(client, stray)

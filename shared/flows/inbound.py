@@ -3,7 +3,8 @@
 Order (Sentry's, tightened: https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/):
 validate the envelope (400/413) before any storage read; ignore other event types (200); find the
 integration by collection id (400); check the shared secret in constant time, failing closed
-(401); apply assignee and status changes (200).
+(401; during a hook replacement the old and the new secret are both accepted for a short overlap,
+`shared.core.overlap`); apply assignee and status changes (200).
 
 Storage round trips per delivery: one query reads the integration, its organization links and the
 groups linked to the work item; then per linked group one read and one transaction. Deduplication
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from shared.compose import Services
-from shared.core import sync, validate, webhook
+from shared.core import overlap, sync, validate, webhook
 from shared.core.errors import AdoError, AdoUnavailable, IdentityInvalid, InvalidInput, TransientError, Unauthorized
 from shared.core.keys import check_id
 from shared.core.models import GroupChange, GroupState, Integration, OrgLink
@@ -54,9 +55,11 @@ def handle(svc: Services, body: bytes, headers: Mapping[str, str]) -> Reply:
         log.info("webhook.rejected.unknown_integration", extra=context)
         return Reply(status=400, body={"detail": NO_INTEGRATION})
     supplied = webhook.credentials(headers)
-    # Check every credential (no short circuit), so timing does not tell which one was wrong.
+    # The current secret, and while a hook is being replaced the other one (`shared.core.overlap`).
+    hashes = overlap.accepted(integration.secret_hash, integration.overlap_secrets, svc.clock())
+    # Check every credential against every hash (no short circuit), so timing does not tell which failed.
     candidates: list[str | None] = [*supplied] or [None]
-    results = [matches(secret, integration.secret_hash) for secret in candidates]
+    results = [matches(secret, stored) for secret in candidates for stored in hashes]
     if not any(results):
         event = "webhook.rejected.no_secret" if not integration.secret_hash else "webhook.rejected.bad_secret"
         log.warning(event, extra=context)

@@ -5,7 +5,9 @@ check `WEBHOOK_URL` first; then talk to ADO with the new identity held in memory
 lookup, reuse or creation of the service hook); only once the hook exists are the tokens, the
 integration (subscription id and secret hash) and the organization link written. A failed install
 therefore writes nothing, and a retry of the same request simply runs again. A re-install reuses
-an enabled hook and replaces any other (the old one is deleted after the new one is stored).
+an enabled hook and replaces any other without losing a delivery (`shared.flows.hook_swap`): the
+new secret is accepted from just before its hook exists, and the old hook keeps running for a few
+minutes after the new one is stored (its secret accepted meanwhile), then a queued check deletes it.
 
 A config (in the install body or `PUT .../config`) is also checked against live Azure DevOps before
 anything is saved (`shared.flows.preflight`): a status mapping or issue default naming a project,
@@ -32,7 +34,7 @@ from shared.adapters.ado_client import AdoClient
 from shared.adapters.ado_endpoints import SERVER, reported_deployment
 from shared.compose import Services
 from shared.config import settings
-from shared.core import hooks
+from shared.core import hooks, overlap
 from shared.core import validate as v
 from shared.core.errors import (
     AdoAuthError,
@@ -52,8 +54,8 @@ from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
 from shared.core.reply import Reply
 from shared.core.times import iso_time
+from shared.flows import hook_swap, preflight
 from shared.flows import hooks as ado_hooks
-from shared.flows import preflight
 from shared.flows.discovery import Lookups
 from shared.flows.migration import queue_legacy_repositories
 
@@ -69,6 +71,10 @@ ENTRA_HELP = (
     "connected to Microsoft Entra ID, and must first be added to the organization as users; an Azure "
     "DevOps Server collection needs a personal access token."
 )
+
+# The one answer for every organization URL that gave no usable HTTP answer (see `_verify_organization`).
+UNREACHABLE = ("Azure DevOps could not be reached at this organization URL; retry later, and check the URL "
+               "if it persists")
 
 
 def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
@@ -99,7 +105,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
         if config:
             checked = client
             preflight.check_config(Lookups(svc, draft, lambda: checked, cache=False), config)
-        hook = _ensure_hook(client, old, url)
+        hook = _ensure_hook(svc, client, account_id, old, url)
     except IdentityInvalid as error:
         raise Unprocessable(f"identity: {error.message}", field="identity") from None
 
@@ -111,19 +117,16 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
         subscription_id=hook.id, secret_hash=hook.secret_hash, subscription_status=hook.status,
         last_checked=old.last_checked if old and hook.reused else None,
         last_delivery=old.last_delivery if old else None, problem=None,
-    ))
-    if old and old.subscription_id and old.subscription_id != hook.id:
-        ado_hooks.delete_quietly(client, old.subscription_id)
+    ), old_delivers=hook.old_delivers)
     if not hook.reused:
-        def stored() -> str | None:
-            current = svc.store.integrations.get(account_id)
-            return current.subscription_id if current else None
-
-        ado_hooks.remove_strays(client, url, hook.id, stored, svc.clock())
+        ado_hooks.remove_strays(client, url, hook.id, lambda: hook_swap.spared(svc, account_id), svc.clock())
     known = existing.org_link(org_id)
     svc.store.integrations.save_org_link(OrgLink(
         account_id=account_id, org_id=org_id, status="active",
         config=config if config is not None else (known.config if known else {})))
+    if old and old.subscription_id != hook.id:
+        hook_swap.retire_or_delete(svc, client, account_id, org_id, old.subscription_id,
+                                   old_delivers=hook.old_delivers)
     queued = queue_legacy_repositories(svc, account_id, org_id)
     log.info("install.done", extra={"account_id": account_id, "organization_id": org_id,
                                     "subscription_reused": hook.reused, "repositories_queued": queued})
@@ -204,21 +207,28 @@ class _Hook:
     status: str
     secret_hash: str
     reused: bool
+    old_delivers: bool = False  # whether the hook it replaces may still deliver (then it drains first)
 
 
-def _ensure_hook(client: AdoClient, old: Integration | None, url: str) -> _Hook:
-    """Reuse the integration's enabled hook, else create one (ADO refusals become a clear 422)."""
+def _ensure_hook(svc: Services, client: AdoClient, account_id: str, old: Integration | None, url: str) -> _Hook:
+    """Reuse the integration's enabled hook, else create one (ADO refusals become a clear 422).
+
+    A new hook's secret is accepted before the hook exists and the old one for a short overlap
+    after (`shared.flows.hook_swap`), so a re-install loses no delivery.
+    """
     try:
+        old_delivers = False
         if old is not None and old.subscription_id and old.secret_hash:
             found = ado_hooks.observe(client, old.subscription_id)
             if found.status == hooks.HEALTHY and found.url == url:
                 return _Hook(old.subscription_id, found.status, old.secret_hash, True)
             log.info("install.subscription.replacing",
                      extra={"account_id": old.account_id, "status": found.status, "same_url": found.url == url})
-        created = ado_hooks.create(client, url)
+            old_delivers = found.status in overlap.DELIVERING
+        created = hook_swap.create(svc, client, account_id, url)
     except (AdoAuthError, AdoBadRequest) as error:
         raise Unprocessable(f"{ACCESS_HELP} (Azure DevOps said: {error.message})", field="identity") from None
-    return _Hook(created.id, created.status, created.secret_hash, False)
+    return _Hook(created.id, created.status, created.secret_hash, False, old_delivers)
 
 
 def _connect(svc: Services, draft: Integration, pending: _PendingIdentity, looked_up: bool) -> AdoClient:
@@ -236,7 +246,9 @@ def _connect(svc: Services, draft: Integration, pending: _PendingIdentity, looke
 def _verify_organization(client: AdoClient, account_id: str, identity: Identity) -> dict[str, Any]:
     """The collection's connectionData; refuse a URL that serves another organization than `account_id`.
 
-    Network failures answer one generic error: what a host did must not be readable from the answer.
+    Every failure without a usable HTTP answer (refused or reset connection, timeout, TLS failure,
+    5xx, throttling) answers the same generic 503, so the management API cannot be used to learn what
+    a host or port does; the log keeps the kind of failure for operators.
     """
     try:
         data = client.connection_data()
@@ -244,9 +256,11 @@ def _verify_organization(client: AdoClient, account_id: str, identity: Identity)
     except AdoAuthError as error:
         hint = ENTRA_HELP if identity.kind in ENTRA_KINDS else ACCESS_HELP
         raise Unprocessable(f"{hint} (Azure DevOps said: {error.message})", field="identity") from None
-    except AdoUnavailable:
-        raise TransientError("Azure DevOps could not be reached for this organization; retry later") from None
-    except AdoError:
+    except (AdoError, AdoUnavailable) as error:
+        if isinstance(error, AdoUnavailable) or error.http_status is None:
+            log.warning("install.organization_unreachable", extra={"account_id": account_id,
+                                                                   "error": type(error).__name__})
+            raise TransientError(UNREACHABLE) from None
         raise Unprocessable("domain_name: no Azure DevOps organization answered at this URL",
                             field="domain_name") from None
     if found.lower() != account_id.lower():
@@ -255,11 +269,16 @@ def _verify_organization(client: AdoClient, account_id: str, identity: Identity)
     return data
 
 
-def _save_integration(svc: Services, new: Integration) -> Integration:
+def _save_integration(svc: Services, new: Integration, *, old_delivers: bool) -> Integration:
     """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery)."""
 
+    now = svc.clock()
+
     def mutate(current: Integration) -> Integration:
-        return replace(new, last_delivery=current.last_delivery or new.last_delivery)
+        others = overlap.after_swap(current.secret_hash, current.overlap_secrets, new.secret_hash or "", now)
+        return replace(new, last_delivery=current.last_delivery or new.last_delivery, overlap_secrets=others,
+                       retired_hooks=hook_swap.retired_after(current, new.subscription_id or "", now,
+                                                             old_delivers=old_delivers))
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:

@@ -10,7 +10,8 @@ harmless). Links that become due later in a slot wait for the next slot.
 `check_subscription` repairs one integration's hook, stricter than Sentry's
 (https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/): a missing,
 `onProbation`, `disabledBySystem` or `disabledByInactiveIdentity` hook is replaced by a new one with
-a new secret (created first, stored under the integration's ETag, then the old one is deleted);
+a new secret (its secret accepted first, the hook created, stored under the integration's ETag; the
+old hook is retired and deleted by a check queued for a few minutes later: `shared.core.overlap`);
 `disabledByUser` is a person's decision and is only recorded. Every check records `last_checked`
 and the observed status; a problem is recorded in `problem` and cleared when healthy.
 """
@@ -24,16 +25,17 @@ from typing import Any
 from shared.adapters.ado_client import AdoClient
 from shared.adapters.cache import KickoffProgress
 from shared.compose import Services
-from shared.core import hooks
+from shared.core import hooks, overlap
 from shared.core import kickoff as plan
 from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
 from shared.core.keys import check_id
 from shared.core.models import Integration
+from shared.flows import hook_swap
 from shared.flows import hooks as ado_hooks
 
 log = logging.getLogger(__name__)
 
-QUEUE = "subscription-check"
+QUEUE = hook_swap.CHECK_QUEUE  # "subscription-check"
 USER_DISABLED = ("The service hook was disabled by a user in Azure DevOps; sync from Azure DevOps is "
                  "paused until it is re-enabled there (or the integration is re-installed).")
 
@@ -94,6 +96,7 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
     now = svc.clock()
     try:
         client = svc.ado(integration)
+        hook_swap.retire_due(svc, client, integration)
         observed = ado_hooks.observe(client, integration.subscription_id)
     except IdentityInvalid as error:
         # No usable identity: say so, and leave everything else as it is.
@@ -111,20 +114,22 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
         log.warning("subscription_check.disabled_by_user", extra=context)
         _record(svc, account_id, subscription_status=observed.status, last_checked=now, problem=USER_DISABLED)
     elif observed.status in hooks.REPLACEABLE or observed.status == hooks.MISSING:
-        _replace(svc, integration, client, observed.status, now)
+        _replace(svc, integration, client, observed.status, now, org_id)
     else:
         log.warning("subscription_check.unknown_status", extra={**context, "status": observed.status})
         _record(svc, account_id, subscription_status=observed.status, last_checked=now,
                 problem=f"The service hook has an unknown status {observed.status!r}.")
 
 
-def _replace(svc: Services, integration: Integration, client: AdoClient, observed: str, now: float) -> None:
+def _replace(svc: Services, integration: Integration, client: AdoClient, observed: str, now: float,
+             org_id: str) -> None:
     """Create a new hook, store it if nobody replaced the old one meanwhile, then delete the old one."""
     account_id, old_id = integration.account_id, integration.subscription_id
+    old_delivers = observed in overlap.DELIVERING
     context = {"account_id": account_id, "status": observed}
     try:
         url = ado_hooks.webhook_url()
-        created = ado_hooks.create(client, url)
+        created = hook_swap.create(svc, client, account_id, url)
     except (AdoError, IdentityInvalid, ConfigError) as error:
         log.warning("subscription_check.failed_to_create_subscription",
                     extra={**context, "error": type(error).__name__})
@@ -135,8 +140,8 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
     def swap(current: Integration) -> Integration | None:
         if current.subscription_id != old_id or current.status != "active":
             return None  # a re-install or another check replaced it first, or an uninstall began
-        return replace(current, subscription_id=created.id, secret_hash=created.secret_hash,
-                       subscription_status=created.status, last_checked=now, problem=None)
+        return replace(hook_swap.swapped(current, created, now, old_delivers=old_delivers), last_checked=now,
+                       problem=None)
 
     try:
         saved = svc.store.integrations.update(account_id, swap)
@@ -146,14 +151,10 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
     if saved is None or saved.subscription_id != created.id:
         log.info("subscription_check.replaced_meanwhile", extra=context)
         ado_hooks.delete_quietly(client, created.id)
+        hook_swap.withdraw(svc, account_id, created.secret_hash)
         return
-    if observed != hooks.MISSING:
-        ado_hooks.delete_quietly(client, old_id)
-
-    def stored() -> str | None:
-        return (svc.store.integrations.get(account_id) or integration).subscription_id
-
-    ado_hooks.remove_strays(client, url, created.id, stored, now)
+    hook_swap.retire_or_delete(svc, client, account_id, org_id, old_id, old_delivers=old_delivers)
+    ado_hooks.remove_strays(client, url, created.id, lambda: hook_swap.spared(svc, account_id), now)
     log.info("subscription_check.replaced", extra=context)
 
 

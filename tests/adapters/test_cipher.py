@@ -1,4 +1,4 @@
-"""Envelope encryption of stored credentials (shared/adapters/cipher.py) and its Key Vault adapter
+"""Envelope encryption of stored credentials (shared/adapters/cipher.py, keks.py) and its Key Vault adapter
 (shared/adapters/keyvault.py). No network: Key Vault is an in-memory double, or the real SDK client
 doing local RSA with a generated key (`CryptographyClient.from_jwk`).
 """
@@ -21,14 +21,11 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.adapters import cipher as cipher_module
-from shared.adapters.cipher import (
-    Cipher,
+from shared.adapters.cipher import Cipher, cipher_from_setting, envelope_key_id, is_envelope
+from shared.adapters.keks import (
     DataKeyCache,
     LocalKey,
     VaultKey,
-    cipher_from_setting,
-    envelope_key_id,
-    is_envelope,
     is_key_vault_url,
     local_key_id,
     new_key,

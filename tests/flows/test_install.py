@@ -182,8 +182,13 @@ def test_reinstall_replaces_a_hook_pointing_at_an_old_webhook_url(
 
     install.install(svc, ado.account_id, ado.body())
 
-    [hook] = ado.hooks()
+    integration = svc.store.integrations.get(ado.account_id)
+    assert integration is not None
+    [hook] = [h for h in ado.hooks() if h["id"] == integration.subscription_id]
     assert hook["consumerInputs"]["url"] == "https://moved.example.test/api/vsts/issue-updated"
+    # The old hook was still delivering: it drains, and the subscription check deletes it later.
+    [old] = [h for h in ado.hooks() if h["id"] != hook["id"]]
+    assert list(integration.retired_hooks) == [old["id"]]
 
 
 def test_domain_name_is_looked_up_when_missing(svc: Services, ado: Ado) -> None:

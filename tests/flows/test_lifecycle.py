@@ -203,8 +203,12 @@ def test_check_replaces_a_broken_hook_with_a_new_secret(svc: Services, org: dict
 
     check(svc, org)
 
-    [hook] = sandbox.subscriptions(org["name"])
     after = integration_of(svc, org)
+    [hook] = [h for h in sandbox.subscriptions(org["name"]) if h["id"] == after.subscription_id]
+    # A hook on probation still sends retries: it drains and is deleted by a later check; others go now.
+    retired = [h["id"] for h in sandbox.subscriptions(org["name"]) if h["id"] != hook["id"]]
+    assert retired == ([before.subscription_id] if status == "onProbation" else [])
+    assert list(after.retired_hooks) == retired
     assert hook["id"] != before.subscription_id and hook["status"] == "enabled"
     assert after.subscription_id == hook["id"]
     assert after.secret_hash != before.secret_hash
