@@ -39,7 +39,8 @@ def test_a_service_principal_is_stored_as_its_description_only(svc: Services, ui
     identity, _ = loaded
     assert (identity.kind, identity.entra, identity.access_token, identity.status) == (
         "service_principal", SP, "", "valid")
-    assert store.rewrap_identities() >= 0 and identity_row(uid)["entra"] == row["entra"]  # nothing to re-seal
+    report = store.rewrap_identities()
+    assert uid not in report.unreadable and identity_row(uid)["entra"] == row["entra"]  # nothing to re-seal
 
 
 def test_auth_for_an_app_only_identity_is_entra_auth(svc: Services, uid: str) -> None:
