@@ -27,6 +27,9 @@ HTTP = {
     "manage_group_get": ("manage/organizations/{org_id}/groups/{group_id}", ["GET"]),
     "manage_repository_put": ("manage/organizations/{org_id}/repositories/{repo_id}", ["PUT"]),
     "manage_repository_get": ("manage/organizations/{org_id}/repositories/{repo_id}", ["GET"]),
+    "manage_comment_put": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["PUT"]),
+    "manage_comment_delete": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["DELETE"]),
+    "manage_comment_get": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["GET"]),
 }
 QUEUES = {"subscription_check": "subscription-check", "migrate_repo": "migrate-repo",
           "sync_outbound": "sync-outbound"}

@@ -69,6 +69,9 @@ class Api:
     SUBSCRIPTION = "_apis/hooks/subscriptions/{id}"
     # https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions/query?view=azure-devops-rest-7.1
     SUBSCRIPTIONS_QUERY = "_apis/hooks/subscriptionsquery"
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/comments?view=azure-devops-rest-7.1 (`ado_comments`)
+    COMMENTS = "{project}/_apis/wit/workItems/{id}/comments"
+    COMMENT = "{project}/_apis/wit/workItems/{id}/comments/{comment}"
     # Absolute URLs come from settings (ADO_SEARCH_URL, ADO_GRAPH_USERS_URL, ADO_ACCOUNT_LOOKUP_URL):
     # https://learn.microsoft.com/rest/api/azure/devops/search/work-item-search-results/fetch-work-item-search-results?view=azure-devops-rest-7.1
     # https://learn.microsoft.com/rest/api/azure/devops/graph/users/list?view=azure-devops-rest-7.1

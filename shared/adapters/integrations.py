@@ -51,6 +51,9 @@ def _integration_entity(item: Integration) -> dict[str, Any]:
         "problem": item.problem,
         "last_reconciled": item.last_reconciled,
         "repaired": item.repaired,
+        "comment_subscription_id": item.comment_subscription_id,
+        "comment_secret_hash": item.comment_secret_hash,
+        "comment_subscription_status": item.comment_subscription_status,
     }
 
 
@@ -68,6 +71,9 @@ def _integration(entity: TableEntity) -> Integration:
         problem=entity.get("problem"),
         last_reconciled=entity.get("last_reconciled"),
         repaired=int(entity.get("repaired") or 0),
+        comment_subscription_id=entity.get("comment_subscription_id"),
+        comment_secret_hash=entity.get("comment_secret_hash"),
+        comment_subscription_status=entity.get("comment_subscription_status"),
     )
 
 

@@ -41,11 +41,11 @@ def observe(client: AdoClient, subscription_id: str | None) -> hooks.Observed:
         return hooks.Observed(hooks.MISSING)
 
 
-def create(client: AdoClient, url: str) -> Created:
+def create(client: AdoClient, url: str, event_type: str = hooks.EVENT_UPDATED) -> Created:
     """Create a hook with a fresh secret. Error messages are scrubbed of the secret."""
     secret = secrets.new_secret()
     try:
-        answer = client.create_subscription(hooks.hook_body(url, secret))
+        answer = client.create_subscription(hooks.hook_body(url, secret, event_type))
     except BundleError as error:
         if secret in error.message:
             error.message = error.message.replace(secret, "***")
@@ -59,18 +59,18 @@ def create(client: AdoClient, url: str) -> Created:
 
 
 def remove_strays(client: AdoClient, url: str, keep_id: str, stored_id: Callable[[], str | None],
-                  now: float) -> int:
+                  now: float, event_type: str = hooks.EVENT_UPDATED) -> int:
     """Delete our other hooks to `url` (a timed-out create or a failed delete leaves one behind, and it
     would deliver every event twice), sparing `keep_id`, the hook stored right now (`stored_id()`, read
     just before deleting) and young hooks. Best effort; returns how many were deleted."""
-    query = {"publisherId": "tfs", "eventType": hooks.EVENT_UPDATED, "consumerId": "webHooks",
+    query = {"publisherId": "tfs", "eventType": event_type, "consumerId": "webHooks",
              "consumerActionId": "httpRequest"}
     try:
         found = client.query_subscriptions(query)
     except BundleError as error:
         log.warning("subscription.strays_not_listed", extra={"error": type(error).__name__})
         return 0
-    candidates = hooks.strays(found, url=url, keep={keep_id}, now=now)
+    candidates = hooks.strays(found, url=url, keep={keep_id}, now=now, event_type=event_type)
     if not candidates:
         return 0
     try:

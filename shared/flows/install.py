@@ -39,6 +39,7 @@ from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
 from shared.core.reply import Reply
 from shared.core.times import iso_time
+from shared.flows import comment_hooks, lifecycle
 from shared.flows import hooks as ado_hooks
 from shared.flows.migration import queue_legacy_repositories
 
@@ -95,6 +96,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     svc.store.integrations.save_org_link(OrgLink(
         account_id=account_id, org_id=org_id, status="active",
         config=config if config is not None else (known.config if known else {})))
+    comment_hooks.ensure(svc, account_id, client)
     queued = queue_legacy_repositories(svc, account_id, org_id)
     log.info("install.done", extra={"account_id": account_id, "organization_id": org_id,
                                     "subscription_reused": hook.reused, "repositories_queued": queued})
@@ -119,6 +121,9 @@ def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, 
     if link is None or state.integration is None:
         raise NotFound(f"Organization {org_id} is not linked to integration {account_id}")
     svc.store.integrations.save_org_link(replace(link, config=config))
+    if link.flag(comment_hooks.FLAG) != bool(config.get(comment_hooks.FLAG)):
+        # The comment hook follows `sync_comments`: the subscription check creates or removes it.
+        svc.send(lifecycle.QUEUE, {"integration_id": account_id, "organization_id": org_id})
     return Reply(status=200, body=_link_view(replace(link, config=config)))
 
 
@@ -154,6 +159,7 @@ def view(state: IntegrationState) -> dict[str, Any]:
             "last_checked": iso_time(item.last_checked),
             "last_delivery": iso_time(item.last_delivery),
         },
+        "comment_subscription": {"id": item.comment_subscription_id, "status": item.comment_subscription_status},
         "organizations": [_link_view(link) for link in state.links],
         "problem": item.problem,
     }

@@ -33,7 +33,7 @@ from typing import Any
 from shared.adapters.ado_client import AdoClient
 from shared.adapters.cache import CacheStore
 from shared.compose import Services
-from shared.core import events, sync
+from shared.core import commentsync, events, sync
 from shared.core import outbound as plan
 from shared.core.errors import (
     AdoAuthError,
@@ -46,6 +46,7 @@ from shared.core.errors import (
 from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
 from shared.core.workitems import field_values
+from shared.flows import comments
 from shared.flows import events as flow_events
 from shared.flows.inbound import apply_observation
 
@@ -104,6 +105,14 @@ class _Job:
     def extra(self) -> dict[str, Any]:
         m = self.msg
         return {"integration_id": m.integration_id, "group_id": m.group_id, "key": m.key, "kind": m.kind}
+
+
+def handle(svc: Services, message: dict[str, Any]) -> None:
+    """One `sync-outbound` message: kind "comment" is a comment push (`shared.flows.comments`)."""
+    if message.get("kind") == commentsync.KIND:
+        comments.push(svc, message)
+    else:
+        sync_work_item(svc, message)
 
 
 def sync_work_item(svc: Services, message: dict[str, Any]) -> None:
