@@ -11,9 +11,13 @@ item has not recorded its answer yet, when that create is pending with the same 
 same comment delivered twice is stored once: each group creates its `cref` row for the comment in
 the transaction that stores it, and a second writer meets that row.
 
+A comment made with the work item itself (revision 1) is not brought in: when the bundle created the
+item, that is the description it wrote as `System.History`; otherwise it predates every link.
+
 Service hooks have no event for edits or deletes (docs/comments.md), so `reconcile` also lists the
-newest comments of linked work items (one Comments API call each) and applies edits, deletes and
-comments whose delivery was lost.
+newest comments of linked work items (one Comments API call each) and applies the edits and deletes
+of comments brought in before. Comments it does not know are left alone: they predate the link, or
+their delivery is still to come (Azure DevOps retries failed deliveries).
 Storage round trips per delivered comment: one query for the integration and the linked groups, then
 per linked group one read and one transaction.
 """
@@ -48,6 +52,11 @@ def receive(svc: Services, delivery: CommentDelivery, integration: Integration, 
     if not targets:
         log.info("comment_in.ignored.not_synced", extra=context)
         return 0
+    if delivery.rev <= 1:
+        # Made with the work item itself: the description the bundle wrote when it created the item
+        # (as `System.History`), or a comment older than any link. Neither is brought in.
+        log.info("comment_in.ignored.creation", extra=context)
+        return 0
     ado_id, version = delivery.comment_id, delivery.comment_version or 1
     if ado_id is None:
         found = _look_up(svc, integration, delivery)
@@ -68,15 +77,20 @@ def receive(svc: Services, delivery: CommentDelivery, integration: Integration, 
 
 
 def apply(svc: Services, incoming: list[cs.Incoming], targets: list[tuple[str, str]], *, rows: list[str],
-          ranges: list[str]) -> int:
-    """Apply comments of one work item (oldest first) to its linked groups; how many group changes."""
+          ranges: list[str], known_only: bool = False) -> int:
+    """Apply comments of one work item (oldest first) to its linked groups; how many group changes.
+    `known_only`: only comments some group brought in before (edits and deletes)."""
     states: list[tuple[str, str, GroupState | None]] = [
         (org, group, svc.store.groups.read(org, group, rows=rows, ranges=ranges)) for org, group in targets]
     changes = 0
     for comment in incoming:
         extra = {"account_id": comment.account_id, "work_item": comment.key, "ado_comment_id": comment.ado_comment_id}
-        if cs.is_own([s for _, _, s in states if s is not None], comment):
+        present = [s for _, _, s in states if s is not None]
+        if cs.is_own(present, comment):
             log.info("comment_in.ignored.own", extra=extra)
+            continue
+        ref = (comment.account_id, comment.key, comment.ado_comment_id)
+        if known_only and not any(ref in s.comment_refs for s in present):
             continue
         for n, (org, group, state) in enumerate(states):
             if state is None:
@@ -134,7 +148,7 @@ def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink],
 
 
 def scan(svc: Services, integration: Integration, key: str, targets: list[tuple[str, str]]) -> int:
-    """List the newest comments of work item `key` (one call) and apply new ones, edits and deletes."""
+    """List the newest comments of work item `key` (one call) and apply edits and deletes of known ones."""
     account_id = integration.account_id
     ranges = [targets_prefix(account_id, key), refs_prefix(account_id, key),
               join(COMMENT, cs.inbound_comment_prefix(account_id, key))]
@@ -147,7 +161,7 @@ def scan(svc: Services, integration: Integration, key: str, targets: list[tuple[
         project = str(fields.get("System.TeamProject") or "")
     found = ado_comments.newest(client, project, key, top=SCAN_TOP, include_deleted=True)
     incoming = [c for c in (_incoming(account_id, key, raw) for raw in reversed(found)) if c is not None]
-    return apply(svc, incoming, targets, rows=[], ranges=ranges) if incoming else 0
+    return apply(svc, incoming, targets, rows=[], ranges=ranges, known_only=True) if incoming else 0
 
 
 def _incoming(account_id: str, key: str, raw: dict[str, object]) -> cs.Incoming | None:

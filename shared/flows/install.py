@@ -218,7 +218,11 @@ def _save_integration(svc: Services, new: Integration) -> Integration:
     """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery)."""
 
     def mutate(current: Integration) -> Integration:
-        return replace(new, last_delivery=current.last_delivery or new.last_delivery)
+        # The comment hook is not part of the install: `comment_hooks.ensure` keeps or replaces it next.
+        return replace(new, last_delivery=current.last_delivery or new.last_delivery,
+                       comment_subscription_id=current.comment_subscription_id,
+                       comment_secret_hash=current.comment_secret_hash,
+                       comment_subscription_status=current.comment_subscription_status)
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:

@@ -458,30 +458,40 @@ def test_a_malformed_comment_delivery_is_refused_before_anything_is_read(world: 
     assert world.deliver(json.dumps(payload).encode()) == 400
 
 
-def test_the_comments_scan_brings_edits_deletes_and_lost_deliveries(world: World) -> None:
+def test_the_comments_scan_brings_edits_and_deletes(world: World) -> None:
     edited = world.human_comment("<p>before</p>")
     removed = world.human_comment("<p>short-lived</p>")
     for comment in (edited, removed):
         world.deliver(world.delivery(comment))
     world.sandbox.edit_comment(world.org, int(world.key), edited["id"], "<p>after</p>", author="bob@example.com")
     world.sandbox.delete_comment(world.org, int(world.key), removed["id"], author="bob@example.com")
-    lost = world.human_comment("<p>never delivered</p>")
+    world.human_comment("<p>not delivered (yet)</p>")
     world.put("c1", "ours")
     world.run(world.queued()[0])
-
     state = world.svc.store.integrations.read(world.account_id)
+    world.sandbox.reset_calls()
+
     reconcile.reconcile(world.svc, world.integration(), state.links)
 
     found = {c["source"]["ado_comment_id"]: c for c in world.group_comments().values()}
-    assert set(found) == {edited["id"], removed["id"], lost["id"]}
-    assert found[edited["id"]]["body"] == "after"
-    assert found[removed["id"]]["deleted"] is True
-    assert found[lost["id"]]["body"] == "never delivered"
-    assert [e.data["text"] for e in world.events()] == ["before", "short-lived", "after", "never delivered"]
-    calls = world.comment_calls()
-    world.sandbox.reset_calls()
+    assert set(found) == {edited["id"], removed["id"]}
+    assert found[edited["id"]]["body"] == "after" and found[removed["id"]]["deleted"] is True
+    assert [e.data["text"] for e in world.events()] == ["before", "short-lived", "after"]
+    assert [m for m, path in world.comment_calls() if "/comments" in path] == ["GET"]  # one list per work item
     reconcile.reconcile(world.svc, world.integration(), state.links)  # nothing new: no change
-    assert len(world.events()) == 4 and calls
+    assert len(world.events()) == 3
+
+
+def test_the_comment_made_with_the_work_item_is_not_brought_in(world: World) -> None:
+    item = world.sandbox.create_work_item(world.org, "Fabrikam", title="Made with a description",
+                                          **{"System.History": "<p>the description</p>"})
+    world.key = str(item["id"])
+    world.link("g3")
+    (first,) = world.ado_comments()
+
+    assert world.deliver(world.delivery(first)) == 200
+
+    assert world.group_comments("g3") == {} and world.events("g3") == []
 
 
 def test_scan_of_an_organization_without_comment_sync_reads_nothing(world: World) -> None:
