@@ -502,3 +502,11 @@ def test_scan_of_an_organization_without_comment_sync_reads_nothing(world: World
     assert comments_inbound.reconcile(world.svc, world.integration(), state.links,
                                       {world.key: [(world.org_id, "g1")]}) == 0
     assert world.comment_calls() == []
+
+
+def test_comment_ids_are_any_usable_id(world: World) -> None:
+    for comment_id in ("it's 1", "ünïcode-✓", "x" * 128):
+        world.put(comment_id, f"body of {comment_id}")
+        world.run(world.queued()[0])
+        assert world.view(comment_id)["work_items"][0]["state"] == "posted"
+    assert len(world.ado_comments()) == 3
