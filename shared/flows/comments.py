@@ -172,6 +172,7 @@ def push(svc: Services, message: dict[str, Any]) -> None:
             return
         state = _step(job, state, action)
     log.warning("comment_push.too_many_steps", extra=job.extra())
+    raise TransientError(f"comment {msg.comment_id} kept changing during its push; retrying later")
 
 
 def _rows(msg: cs.CommentMessage) -> list[str]:
