@@ -121,7 +121,8 @@ def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, 
     if link is None or state.integration is None:
         raise NotFound(f"Organization {org_id} is not linked to integration {account_id}")
     svc.store.integrations.save_org_link(replace(link, config=config))
-    if link.flag(comment_hooks.FLAG) != bool(config.get(comment_hooks.FLAG)):
+    links = [replace(other, config=config) if other.org_id == org_id else other for other in state.links]
+    if comment_hooks.wanted(links) != bool(state.integration.comment_subscription_id):
         # The comment hook follows `sync_comments`: the subscription check creates or removes it.
         svc.send(lifecycle.QUEUE, {"integration_id": account_id, "organization_id": org_id})
     return Reply(status=200, body=_link_view(replace(link, config=config)))
