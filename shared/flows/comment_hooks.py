@@ -10,10 +10,9 @@ It exists only while at least one active organization link of the integration ha
 on: Azure DevOps then sends no comment text anywhere nobody asked for, and an integration without
 comment sync keeps exactly the hooks it had. `ensure` runs at install, in every subscription check,
 and in the check `PUT .../config` queues when the config no longer matches whether the hook exists.
-It creates a missing hook, replaces a
-missing, on-probation, system-disabled or re-pointed one (created first, stored under the
-integration's ETag, then the old one deleted, then strays removed), leaves `disabledByUser` alone,
-and deletes the hook once no organization wants comments.
+It creates a missing hook, replaces a missing, on-probation, system-disabled or re-pointed one
+(created first, stored under the integration's ETag, then the old one deleted, then strays removed),
+leaves `disabledByUser` alone, and deletes the hook once no organization wants comments.
 """
 
 from __future__ import annotations
