@@ -37,4 +37,4 @@ def migrate_repo(msg: func.QueueMessage, context: func.Context) -> None:
 @bp.function_name("sync_outbound")
 @bp.queue_trigger(arg_name="msg", queue_name="sync-outbound", connection=CONNECTION)
 def sync_outbound(msg: func.QueueMessage, context: func.Context) -> None:
-    _run("sync-outbound", msg, context, outbound.sync_work_item)
+    _run("sync-outbound", msg, context, outbound.handle)

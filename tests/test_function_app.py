@@ -39,6 +39,9 @@ HTTP = {
     "manage_org_unlink": ("manage/integrations/{account_id}/organizations/{org_id}", ["DELETE"]),
     "manage_link_delete": ("manage/organizations/{org_id}/groups/{group_id}/links/{account_id}/{key}", ["DELETE"]),
     "openapi_document": ("openapi.json", ["GET"]),
+    "manage_comment_put": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["PUT"]),
+    "manage_comment_delete": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["DELETE"]),
+    "manage_comment_get": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["GET"]),
 }
 QUEUES = {"subscription_check": "subscription-check", "migrate_repo": "migrate-repo",
           "sync_outbound": "sync-outbound"}

@@ -71,6 +71,9 @@ class Api:
     # https://learn.microsoft.com/rest/api/azure/devops/hooks/subscriptions/query?view=azure-devops-rest-7.1
     SUBSCRIPTIONS_QUERY = "_apis/hooks/subscriptionsquery"
     # Search, users (graph, identities) and the account lookup: see `shared.adapters.ado_endpoints`.
+    # https://learn.microsoft.com/rest/api/azure/devops/wit/comments?view=azure-devops-rest-7.1 (`ado_comments`)
+    COMMENTS = "{project}/_apis/wit/workItems/{id}/comments"
+    COMMENT = "{project}/_apis/wit/workItems/{id}/comments/{comment}"
 
 
 def path(template: str, **parts: object) -> str:

@@ -9,6 +9,7 @@ One partition per group (PartitionKey `<org id>|<group id>`) in table `Groups`:
 | `push|<account id>|<wi id>|<kind>` | the version pushed to it, and the lease of a push     |
 | `creation|<account id>`          | a claim on creating the group's work item               |
 | `activity|<time ns>|<nonce>`     | the group's history, oldest first                       |
+| `comment|…`, `ctarget|…`, `cref|…` | comments and their copies (`comment_rows`)            |
 
 Everything but the activity is read in one query (`read`), and every change, with its activity,
 is one ETag-guarded transaction (`change`): nothing is ever half-applied.
@@ -19,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.adapters import tables
+from shared.adapters import comment_rows, tables
 from shared.adapters.integrations import IntegrationStore
 from shared.core import events
 from shared.core.errors import Conflict
@@ -157,15 +158,28 @@ class GroupStore:
         self._integrations = integrations
         self._clock = clock
 
-    def read(self, org_id: str, group_id: str) -> GroupState | None:
-        """The group with its links, pushes and creation claims (one query; activity excluded)."""
+    def read(self, org_id: str, group_id: str, *, rows: Sequence[str] = (),
+             ranges: Sequence[str] = ()) -> GroupState | None:
+        """The group with its links, pushes and creation claims (one query; activity excluded).
+
+        `rows` (exact RowKeys) and `ranges` (RowKey prefixes ending in `|`) add comment rows to the
+        same query (`shared.adapters.comment_rows`).
+        """
         pk = partition(org_id, group_id)
         bounds: dict[str, str] = {}
         for name, prefix in (("c", CREATION), ("l", LINK), ("p", PUSH)):
             bounds[name + "low"], bounds[name + "high"] = tables.prefix_range(prefix + "|")
+        flt = READ_FILTER
+        if rows or ranges:
+            extra = [f"(RowKey eq @row{n} )" for n in range(len(rows))]
+            extra += [f"(RowKey ge @xlow{n} and RowKey lt @xhigh{n} )" for n in range(len(ranges))]
+            flt = READ_FILTER[:-2] + " or " + " or ".join(extra) + " )"
+            bounds.update({f"row{n}": row for n, row in enumerate(rows)})
+            for n, prefix in enumerate(ranges):
+                bounds[f"xlow{n}"], bounds[f"xhigh{n}"] = tables.prefix_range(prefix)
         group: Group | None = None
         state = GroupState(group=Group(org_id, group_id, "", ""), links={}, etags={})
-        for entity in tables.query(TABLE, READ_FILTER, params={"pk": pk, "group": RK_GROUP, **bounds}):
+        for entity in tables.query(TABLE, flt, params={"pk": pk, "group": RK_GROUP, **bounds}):
             row = entity["RowKey"]
             state.etags[row] = tables.etag(entity)
             kind = row.split("|", 1)[0]
@@ -180,6 +194,8 @@ class GroupStore:
             elif kind == CREATION:
                 creation = _creation(entity)
                 state.creations[creation.account_id] = creation
+            elif kind in comment_rows.KINDS:
+                comment_rows.parse_into(state, kind, entity)
         if group is None:
             return None
         state.group = group
@@ -216,19 +232,22 @@ class GroupStore:
         return state.group
 
     def change(self, org_id: str, group_id: str, decide: Decide, *, create: bool = False,
-               known: GroupState | None = None) -> GroupState | None:
+               known: GroupState | None = None, rows: Sequence[str] = (),
+               ranges: Sequence[str] = ()) -> GroupState | None:
         """Apply `decide` to the current group in one transaction, retrying on concurrent writes.
 
         `decide` gets the current state (None when the group does not exist; then it is only called
         when `create` is set) and must be pure: it may run more than once. Returns the new state
         (with the ETags of the rows written, so a caller may write again without reading), or None
         when the group does not exist and `create` is not set. `known` is a state the caller has
-        just read; the first attempt uses it instead of reading again.
+        just read; the first attempt uses it instead of reading again. `rows` and `ranges` are the
+        comment rows `decide` needs (see `read`).
         """
         first = [known]
 
         def attempt() -> GroupState | None:
-            state = first.pop() if first and first[0] is not None else self.read(org_id, group_id)
+            state = (first.pop() if first and first[0] is not None
+                     else self.read(org_id, group_id, rows=rows, ranges=ranges))
             first.clear()
             if state is None and not create:
                 return None
@@ -262,6 +281,7 @@ class GroupStore:
         ops += [tables.remove(pk, row, etags[row]) for row in gone]
         ops += [("create", self._activity_entity(pk, a)) for a in change.activity]
         ops += [("create", _event_entity(pk, e)) for e in change.events]
+        ops += comment_rows.ops(pk, etags, change)
         results = tables.transact(TABLE, ops)
         new = GroupState(
             group=group,
@@ -270,7 +290,11 @@ class GroupStore:
             pushes={**(state.pushes if state else {}),
                     **{(p.account_id, p.key, p.kind): p for p in change.pushes}},
             creations={**(state.creations if state else {}), **{c.account_id: c for c in change.creations}},
+            comments=dict(state.comments) if state else {},
+            comment_targets=dict(state.comment_targets) if state else {},
+            comment_refs=dict(state.comment_refs) if state else {},
         )
+        comment_rows.merge(new, change)
         for account_id in change.ended_creations:
             new.creations.pop(account_id, None)
             new.etags.pop(join(CREATION, account_id), None)

@@ -62,6 +62,9 @@ def _integration_entity(item: Integration) -> dict[str, Any]:
         "deployment": item.deployment,
         "overlap_secrets": tables.dumps(item.overlap_secrets) if item.overlap_secrets else None,
         "retired_hooks": tables.dumps(item.retired_hooks) if item.retired_hooks else None,
+        "comment_subscription_id": item.comment_subscription_id,
+        "comment_secret_hash": item.comment_secret_hash,
+        "comment_subscription_status": item.comment_subscription_status,
     }
 
 
@@ -82,6 +85,9 @@ def _integration(entity: TableEntity) -> Integration:
         deployment=entity.get("deployment") or "",
         overlap_secrets=_times(entity.get("overlap_secrets")),
         retired_hooks=_times(entity.get("retired_hooks")),
+        comment_subscription_id=entity.get("comment_subscription_id"),
+        comment_secret_hash=entity.get("comment_secret_hash"),
+        comment_subscription_status=entity.get("comment_subscription_status"),
     )
 
 

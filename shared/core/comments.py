@@ -107,6 +107,12 @@ class _Converter(MarkdownConverter):
             return label
         return f"[{label}]({_link_target(src.strip())})"
 
+    def escape(self, text: str, parent_tags: set[str]) -> str:
+        """Text as markdown text: besides `*` and `_`, a `<` is escaped, so text that reads like HTML
+        (`&lt;script&gt;` in ADO's HTML) stays text in a renderer that passes raw HTML through."""
+        escaped = str(MarkdownConverter.escape(self, text, parent_tags))  # type: ignore[attr-defined]
+        return escaped if "_noformat" in parent_tags else escaped.replace("<", "\\<")
+
     def _drop(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return ""
 

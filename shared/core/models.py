@@ -76,6 +76,10 @@ class Integration:
     overlap_secrets: dict[str, float] = field(default_factory=dict)
     # Replaced hooks still running until they are deleted, each with the time it may go (unix seconds).
     retired_hooks: dict[str, float] = field(default_factory=dict)
+    # The second service hook, `workitem.commented` (only while some organization syncs comments).
+    comment_subscription_id: str | None = None
+    comment_secret_hash: str | None = None
+    comment_subscription_status: str | None = None
 
     def __repr__(self) -> str:
         return f"Integration(account_id={self.account_id!r}, status={self.status!r})"
@@ -202,6 +206,67 @@ class Creation:
 
 
 @dataclass
+class Comment:
+    """A group comment: written in the tracker (`origin` "tracker") or brought in from Azure DevOps
+    ("azure_devops", then `account_id`, `key` and `ado_comment_id` say where). `version` grows with
+    every change, `ado_version` is the Azure DevOps comment version an inbound comment was last read at."""
+
+    comment_id: str
+    body: str
+    author_name: str = ""
+    author_email: str | None = None
+    origin: str = "tracker"
+    version: int = 1
+    deleted: bool = False
+    created: float = 0.0
+    updated: float = 0.0
+    account_id: str | None = None
+    key: str | None = None
+    ado_comment_id: int | None = None
+    ado_version: int = 0
+
+
+@dataclass
+class CommentTarget:
+    """A tracker comment's copy on one linked work item.
+
+    `state`: "new" (never posted), "pending" (a create was sent and its comment id is not known yet),
+    "posted" (`ado_comment_id` holds text of `version`) or "deleted". `version` is the comment version
+    last written (or given up on). While a push works on it, it holds a lease; a create records when
+    it began (`started`), which version it posts (`planned`) and the mark of that text (`mark`), so a
+    retry finds the comment an interrupted attempt may have created instead of posting it twice.
+    """
+
+    account_id: str
+    key: str
+    comment_id: str
+    state: str = "new"
+    ado_comment_id: int | None = None
+    version: int = 0
+    lease: str | None = None
+    lease_until: float = 0.0
+    started: float = 0.0
+    planned: int = 0
+    mark: str = ""
+    problem: str | None = None
+
+    def held(self, now: float) -> bool:
+        return bool(self.lease) and self.lease_until > now
+
+
+@dataclass(frozen=True)
+class CommentRef:
+    """An Azure DevOps comment known to a group: one the bundle posted (`origin` "tracker") or one it
+    brought in ("azure_devops"), with the group comment it belongs to."""
+
+    account_id: str
+    key: str
+    ado_comment_id: int
+    comment_id: str
+    origin: str
+
+
+@dataclass
 class GroupState:
     """A group with its links, pushes and creation claims, read in one query (etags kept per row)."""
 
@@ -210,6 +275,10 @@ class GroupState:
     etags: dict[str, str]
     pushes: dict[tuple[str, str, str], Push] = field(default_factory=dict)
     creations: dict[str, Creation] = field(default_factory=dict)
+    # Comment rows, read only when asked for (`GroupStore.read(..., rows=, ranges=)`).
+    comments: dict[str, Comment] = field(default_factory=dict)
+    comment_targets: dict[tuple[str, str, str], CommentTarget] = field(default_factory=dict)
+    comment_refs: dict[tuple[str, str, int], CommentRef] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,11 +295,15 @@ class GroupChange:
     events: list[Event] = field(default_factory=list)
     # Links removed, as (account id, work item id): the link row and its push rows are deleted.
     unlinked: list[tuple[str, str]] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    comment_targets: list[CommentTarget] = field(default_factory=list)
+    comment_refs: list[CommentRef] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return (self.group is not None or bool(self.links) or bool(self.activity) or bool(self.pushes)
                 or bool(self.creations) or bool(self.ended_creations) or bool(self.events)
-                or bool(self.unlinked))
+                or bool(self.unlinked) or bool(self.comments) or bool(self.comment_targets)
+                or bool(self.comment_refs))
 
 
 @dataclass

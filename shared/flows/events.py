@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from shared.adapters.groups import Decide
 from shared.compose import Services
@@ -31,7 +32,8 @@ _lock = threading.Lock()
 
 
 def change_group(svc: Services, org_id: str, group_id: str, decide: Decide, *, create: bool = False,
-                 known: GroupState | None = None) -> GroupState | None:
+                 known: GroupState | None = None, rows: Sequence[str] = (),
+                 ranges: Sequence[str] = ()) -> GroupState | None:
     """`svc.store.groups.change`, then a relay notice when the committed change carried events."""
     emitted: list[bool] = []
 
@@ -40,7 +42,8 @@ def change_group(svc: Services, org_id: str, group_id: str, decide: Decide, *, c
         emitted[:] = [bool(change.events)]
         return change
 
-    state = svc.store.groups.change(org_id, group_id, deciding, create=create, known=known)
+    state = svc.store.groups.change(org_id, group_id, deciding, create=create, known=known, rows=rows,
+                                    ranges=ranges)
     if emitted and emitted[0]:
         notify(svc, org_id, group_id)
     return state

@@ -41,11 +41,12 @@ def observe(client: AdoClient, subscription_id: str | None) -> hooks.Observed:
         return hooks.Observed(hooks.MISSING)
 
 
-def create(client: AdoClient, url: str, *, secret: str | None = None) -> Created:
-    """Create a hook with `secret` (default: a fresh one). Error messages are scrubbed of the secret."""
+def create(client: AdoClient, url: str, event_type: str = hooks.EVENT_UPDATED, *,
+           secret: str | None = None) -> Created:
+    """Create a hook for `event_type` with `secret` (default: a fresh one). Error messages are scrubbed of it."""
     secret = secret or secrets.new_secret()
     try:
-        answer = client.create_subscription(hooks.hook_body(url, secret))
+        answer = client.create_subscription(hooks.hook_body(url, secret, event_type))
     except BundleError as error:
         if secret in error.message:
             error.message = error.message.replace(secret, "***")
@@ -59,19 +60,20 @@ def create(client: AdoClient, url: str, *, secret: str | None = None) -> Created
 
 
 def remove_strays(client: AdoClient, url: str, keep_id: str,
-                  stored_id: Callable[[], str | Collection[str] | None], now: float) -> int:
+                  stored_id: Callable[[], str | Collection[str] | None], now: float,
+                  event_type: str = hooks.EVENT_UPDATED) -> int:
     """Delete our other hooks to `url` (a timed-out create or a failed delete leaves one behind, and it
     would deliver every event twice), sparing `keep_id`, the hook or hooks stored right now
     (`stored_id()`, read just before deleting: the current one and retired ones still draining) and
     young hooks. Best effort; returns how many were deleted."""
-    query = {"publisherId": "tfs", "eventType": hooks.EVENT_UPDATED, "consumerId": "webHooks",
+    query = {"publisherId": "tfs", "eventType": event_type, "consumerId": "webHooks",
              "consumerActionId": "httpRequest"}
     try:
         found = client.query_subscriptions(query)
     except BundleError as error:
         log.warning("subscription.strays_not_listed", extra={"error": type(error).__name__})
         return 0
-    candidates = hooks.strays(found, url=url, keep={keep_id}, now=now)
+    candidates = hooks.strays(found, url=url, keep={keep_id}, now=now, event_type=event_type)
     if not candidates:
         return 0
     try:

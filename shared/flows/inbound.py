@@ -1,10 +1,12 @@
 """The service-hook receiver: authenticate a delivery and apply it, exactly once, to linked groups.
 
 Order (Sentry's, tightened: https://docs.sentry.io/organization/integrations/source-code-mgmt/azure-devops/):
-validate the envelope (400/413) before any storage read; ignore other event types (200); find the
-integration by collection id (400); check the shared secret in constant time, failing closed
-(401; during a hook replacement the old and the new secret are both accepted for a short overlap,
-`shared.core.overlap`); apply assignee and status changes (200).
+validate the envelope (400/413) before any storage read; ignore event types other than
+`workitem.updated` and `workitem.commented` (200); find the integration by collection id (400);
+check the shared secret of that event's hook in constant time, failing closed (401; during a hook
+replacement the old and the new secret are both accepted for a short overlap, `shared.core.overlap`);
+apply assignee and status changes, or the comment (`shared.flows.comments_inbound`) (200). A comment
+also fires `workitem.updated` with only `System.History` changed: that delivery changes nothing.
 
 Storage round trips per delivery: one query reads the integration, its organization links and the
 groups linked to the work item; then per linked group one read and one transaction. Deduplication
@@ -17,18 +19,20 @@ failure answers 503 with nothing half-applied, so Azure DevOps delivers again.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Literal
 
 from shared.compose import Services
 from shared.core import overlap, sync, validate, webhook
+from shared.core.comments import WORKITEM_COMMENTED, parse_commented
 from shared.core.errors import AdoError, AdoUnavailable, IdentityInvalid, InvalidInput, TransientError, Unauthorized
 from shared.core.keys import check_id
 from shared.core.models import GroupChange, GroupState, Integration, OrgLink
 from shared.core.reply import Reply
 from shared.core.secrets import matches
-from shared.flows import events, server_users, states
+from shared.flows import comments_inbound, events, server_users, states
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +46,39 @@ def handle(svc: Services, body: bytes, headers: Mapping[str, str]) -> Reply:
         raise InvalidInput("Content-Type must be application/json", status=415)
     delivery = webhook.parse(body)
     context = {"account_id": delivery.collection_id, "work_item": delivery.work_item_id}
-    if delivery.event_type != webhook.WORKITEM_UPDATED:
+    commented = delivery.event_type == WORKITEM_COMMENTED
+    if delivery.event_type != webhook.WORKITEM_UPDATED and not commented:
         log.info("webhook.ignored.event_type", extra={**context, "event_type": delivery.event_type[:64]})
         return Reply()
     try:
         check_id(delivery.collection_id, "collection_id")
     except InvalidInput:
         return Reply(status=400, body={"detail": NO_INTEGRATION})
-    found, targets = svc.store.integrations.read_for_work_item(delivery.collection_id, delivery.work_item_id or "0")
+    # A comment's payload has its own shape (the work item id is `resource.id`): parse it all now.
+    comment = parse_commented(json.loads(body)) if commented else None
+    key = str(comment.work_item_id) if comment else delivery.work_item_id
+    found, targets = svc.store.integrations.read_for_work_item(delivery.collection_id, key or "0")
     integration = found.integration
     if integration is None or integration.status != "active":
         log.info("webhook.rejected.unknown_integration", extra=context)
         return Reply(status=400, body={"detail": NO_INTEGRATION})
     supplied = webhook.credentials(headers)
-    # The current secret, and while a hook is being replaced the other one (`shared.core.overlap`).
-    hashes = overlap.accepted(integration.secret_hash, integration.overlap_secrets, svc.clock())
-    # Check every credential against every hash (no short circuit), so timing does not tell which failed.
+    # Each hook has its own secret; the updates hook's previous one stays accepted for a short overlap
+    # while it is replaced (`shared.core.overlap`). Check every credential against every accepted hash
+    # (no short circuit), so timing does not tell which one was wrong.
+    hashes: list[str | None] = (
+        [integration.comment_secret_hash] if commented
+        else overlap.accepted(integration.secret_hash, integration.overlap_secrets, svc.clock()))
     candidates: list[str | None] = [*supplied] or [None]
     results = [matches(secret, stored) for secret in candidates for stored in hashes]
     if not any(results):
-        event = "webhook.rejected.no_secret" if not integration.secret_hash else "webhook.rejected.bad_secret"
+        event = "webhook.rejected.no_secret" if not any(hashes) else "webhook.rejected.bad_secret"
         log.warning(event, extra=context)
         raise Unauthorized("Missing or invalid shared secret")
-    apply(svc, delivery, integration, found.links, targets)
+    if comment is not None:
+        comments_inbound.receive(svc, comment, integration, found.links, targets)
+    else:
+        apply(svc, delivery, integration, found.links, targets)
     _note_delivery(svc, integration)
     return Reply()
 

@@ -54,7 +54,7 @@ from shared.core.models import Identity, Integration, IntegrationState, OrgLink
 from shared.core.orgconfig import parse_config, parse_identity
 from shared.core.reply import Reply
 from shared.core.times import iso_time
-from shared.flows import hook_swap, preflight
+from shared.flows import comment_hooks, hook_swap, lifecycle, preflight
 from shared.flows import hooks as ado_hooks
 from shared.flows.discovery import Lookups
 from shared.flows.migration import queue_legacy_repositories
@@ -127,6 +127,7 @@ def install(svc: Services, account_id: str, body: dict[str, Any]) -> Reply:
     if old and old.subscription_id != hook.id:
         hook_swap.retire_or_delete(svc, client, account_id, org_id, old.subscription_id,
                                    old_delivers=hook.old_delivers)
+    comment_hooks.ensure(svc, account_id, client)
     queued = queue_legacy_repositories(svc, account_id, org_id)
     log.info("install.done", extra={"account_id": account_id, "organization_id": org_id,
                                     "subscription_reused": hook.reused, "repositories_queued": queued})
@@ -153,6 +154,10 @@ def put_org_config(svc: Services, account_id: str, org_id: str, body: dict[str, 
         raise NotFound(f"Organization {org_id} is not linked to integration {account_id}")
     preflight.check_config(Lookups(svc, state.integration), config)
     svc.store.integrations.save_org_link(replace(link, config=config))
+    links = [replace(other, config=config) if other.org_id == org_id else other for other in state.links]
+    if comment_hooks.wanted(links) != bool(state.integration.comment_subscription_id):
+        # The comment hook follows `sync_comments`: the subscription check creates or removes it.
+        svc.send(lifecycle.QUEUE, {"integration_id": account_id, "organization_id": org_id})
     return Reply(status=200, body=_link_view(replace(link, config=config)))
 
 
@@ -189,6 +194,7 @@ def view(state: IntegrationState) -> dict[str, Any]:
             "last_checked": iso_time(item.last_checked),
             "last_delivery": iso_time(item.last_delivery),
         },
+        "comment_subscription": {"id": item.comment_subscription_id, "status": item.comment_subscription_status},
         "organizations": [_link_view(link) for link in state.links],
         "problem": item.problem,
     }
@@ -276,9 +282,13 @@ def _save_integration(svc: Services, new: Integration, *, old_delivers: bool) ->
 
     def mutate(current: Integration) -> Integration:
         others = overlap.after_swap(current.secret_hash, current.overlap_secrets, new.secret_hash or "", now)
+        # The comment hook is not part of the install: `comment_hooks.ensure` keeps or replaces it next.
         return replace(new, last_delivery=current.last_delivery or new.last_delivery, overlap_secrets=others,
                        retired_hooks=hook_swap.retired_after(current, new.subscription_id or "", now,
-                                                             old_delivers=old_delivers))
+                                                             old_delivers=old_delivers),
+                       comment_subscription_id=current.comment_subscription_id,
+                       comment_secret_hash=current.comment_secret_hash,
+                       comment_subscription_status=current.comment_subscription_status)
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:

@@ -13,7 +13,8 @@ harmless). Links that become due later in a slot wait for the next slot.
 a new secret (its secret accepted first, the hook created, stored under the integration's ETag; the
 old hook is retired and deleted by a check queued for a few minutes later: `shared.core.overlap`);
 `disabledByUser` is a person's decision and is only recorded. Every check records `last_checked`
-and the observed status; a problem is recorded in `problem` and cleared when healthy.
+and the observed status; a problem is recorded in `problem` and cleared when healthy. The check then
+does the same for the `workitem.commented` hook (`shared.flows.comment_hooks`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from shared.core import kickoff as plan
 from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
 from shared.core.keys import check_id
 from shared.core.models import Integration
-from shared.flows import hook_swap
+from shared.flows import comment_hooks, hook_swap
 from shared.flows import hooks as ado_hooks
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
         log.warning("subscription_check.unknown_status", extra={**context, "status": observed.status})
         _record(svc, account_id, subscription_status=observed.status, last_checked=now,
                 problem=f"The service hook has an unknown status {observed.status!r}.")
+    comment_hooks.ensure(svc, account_id, client)
 
 
 def _replace(svc: Services, integration: Integration, client: AdoClient, observed: str, now: float,

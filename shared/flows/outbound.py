@@ -34,7 +34,7 @@ from shared.adapters.ado_client import AdoClient
 from shared.adapters.ado_endpoints import is_server
 from shared.adapters.cache import CacheStore
 from shared.compose import Services
-from shared.core import events, sync
+from shared.core import commentsync, events, sync
 from shared.core import outbound as plan
 from shared.core.errors import (
     AdoAuthError,
@@ -47,8 +47,8 @@ from shared.core.errors import (
 from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
 from shared.core.workitems import field_values
+from shared.flows import comments, server_users
 from shared.flows import events as flow_events
-from shared.flows import server_users
 from shared.flows.inbound import apply_observation
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,14 @@ class _Job:
     def extra(self) -> dict[str, Any]:
         m = self.msg
         return {"integration_id": m.integration_id, "group_id": m.group_id, "key": m.key, "kind": m.kind}
+
+
+def handle(svc: Services, message: dict[str, Any]) -> None:
+    """One `sync-outbound` message: kind "comment" is a comment push (`shared.flows.comments`)."""
+    if message.get("kind") == commentsync.KIND:
+        comments.push(svc, message)
+    else:
+        sync_work_item(svc, message)
 
 
 def sync_work_item(svc: Services, message: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ watermark are found with one WIQL query per 200 ids
 each one is applied to its groups through the webhook's revision guard, so an event that arrives
 later, or twice, changes nothing. A field is applied only when its value differs from the one the
 link last knew: a revision that only touched other fields never reverts a tracker change still on
-its way out. Then every group whose current version was not pushed gets a `sync-outbound` message.
+its way out. Then every group whose current version was not pushed gets a `sync-outbound` message,
+and the comments of linked work items of organizations that sync comments are scanned
+(`shared.flows.comments_inbound.reconcile`: edits, deletes and lost deliveries).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.core import outbound as plan
 from shared.core import sync
 from shared.core.models import GroupState, Integration, OrgLink
 from shared.core.workitems import field_values
+from shared.flows import comments_inbound
 from shared.flows.inbound import apply_observation
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink])
     for key, groups in targets.items():
         for org_id, group_id in groups:
             repaired += _push_missed(svc, active[org_id], org_id, group_id, key)
+    # Comments have no service-hook event for edits and deletes: their scan lists each work item's comments.
+    repaired += comments_inbound.reconcile(svc, integration, list(active.values()), targets)
     svc.store.integrations.update(integration.account_id,
                                   lambda cur: replace(cur, last_reconciled=started, repaired=repaired))
     log.info("reconcile.done", extra={"account_id": integration.account_id, "checked": len(changed_ids),
