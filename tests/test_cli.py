@@ -53,7 +53,9 @@ def test_install_status_uninstall(bundle: Bundle, sandbox_ado: Any, organization
     assert code == 0
     assert f"Integration {account}" in out and "active" in out and organization["tracker"] in out
     assert organization["pat"] not in out
-    [hook] = sandbox_ado.subscriptions(name)
+    # sync_comments on: the comments hook too; the status shows the updates hook
+    [hook] = [s for s in sandbox_ado.subscriptions(name) if s["eventType"] == "workitem.updated"]
+    assert [s["eventType"] for s in sandbox_ado.subscriptions(name)].count("workitem.commented") == 1
 
     code, out, _ = cli(capsys, "--url", bundle.url, "status", account)
     assert code == 0 and hook["id"] in out and "enabled" in out

@@ -19,9 +19,9 @@ import requests
 from shared import config
 from shared.adapters.ado_discovery import DiscoveryCalls
 from shared.adapters.ado_endpoints import API_VERSION, Endpoints, services_endpoints, unavailable
-from shared.adapters.ado_http import TIMEOUT, Auth, NoAuth, decode_response, retryable, transport_error
+from shared.adapters.ado_http import TIMEOUT, Auth, decode_response, retryable, transport_error
 from shared.config import Settings
-from shared.core.errors import AdoAuthError, AdoError, AdoNotFound, AdoUnavailable, InvalidInput
+from shared.core.errors import AdoAuthError, AdoError, AdoUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -376,36 +376,3 @@ class AdoClient(DiscoveryCalls):
 def _values(body: Any) -> list[dict[str, Any]]:
     value = body.get("value") if isinstance(body, dict) else None
     return list(value) if isinstance(value, list) else []
-
-
-# ---------------------------------------------------------------------------------------------
-# Organization URL discovery: https://learn.microsoft.com/rest/api/azure/devops/core/resource-areas/get
-
-
-def lookup_base_url(
-    account_id: str,
-    *,
-    session: requests.Session | None = None,
-    settings: Settings | None = None,
-    auth: Auth | None = None,
-) -> str:
-    """The instance URL (`locationUrl`, ending in `/`) of the ADO account `account_id`.
-
-    Raises:
-        AdoNotFound: the answer has no usable `locationUrl`.
-        AdoError: the lookup failed.
-    """
-    settings = settings or config.settings()
-    url = settings.ado_account_lookup_url.replace("{account_id}", quote(account_id, safe=""))
-    parts = urlsplit(url)
-    client = AdoClient(
-        base_url=f"{parts.scheme}://{parts.netloc}/",
-        auth=auth or NoAuth(),
-        settings=settings,
-        session=session,
-    )
-    body = client.request("GET", url, api_version=LOOKUP_API_VERSION)
-    location = body.get("locationUrl") if isinstance(body, dict) else None
-    if not isinstance(location, str) or not location.startswith("https://"):
-        raise AdoNotFound(f"Azure DevOps account lookup for {account_id} returned no usable locationUrl")
-    return location if location.endswith("/") else location + "/"

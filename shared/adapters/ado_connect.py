@@ -18,9 +18,10 @@ from dataclasses import replace
 import requests
 
 from shared.adapters.ado_auth import IdentityRepo, auth_for
-from shared.adapters.ado_client import AdoClient, lookup_base_url
+from shared.adapters.ado_client import AdoClient
 from shared.adapters.ado_endpoints import SERVER, deployment_of, endpoints_for
 from shared.adapters.ado_http import Auth
+from shared.adapters.ado_lookup import lookup_base_url
 from shared.adapters.entra import CredentialFactory, TokenCache
 from shared.adapters.integrations import IntegrationStore
 from shared.config import settings

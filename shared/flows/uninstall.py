@@ -129,7 +129,7 @@ def _delete_hooks(svc: Services, integration: Integration) -> Outcome:
     except BundleError as error:
         outcome.fail(integration.subscription_id, _no_client(error))
         return outcome
-    doomed = [integration.subscription_id] if integration.subscription_id else []
+    doomed = [sub for sub in (integration.subscription_id, integration.comment_subscription_id) if sub]
     for stray in _strays(client, outcome):
         if stray not in doomed:
             doomed.append(stray)
@@ -172,6 +172,7 @@ def _forget_subscription(subscription_id: str) -> Callable[[Integration], Integr
     def mutate(current: Integration) -> Integration | None:
         if current.subscription_id != subscription_id:
             return None  # re-installed meanwhile: that hook is not ours to forget
-        return replace(current, subscription_id=None, secret_hash=None, subscription_status=None)
+        return replace(current, subscription_id=None, secret_hash=None, subscription_status=None,
+                       comment_subscription_id=None, comment_secret_hash=None, comment_subscription_status=None)
 
     return mutate

@@ -67,6 +67,10 @@ OPERATIONS: tuple[Op, ...] = (
                    "queues the migration of legacy repositories. Re-installs after an uninstall."),
     Op("GET", "manage/integrations/{account_id}", "The integration (never secrets or tokens)", "Integration",
        errors=(404,)),
+    Op("POST", "manage/integrations/{account_id}/rotate-secret", "Rotate the service hook's secret", "Integration",
+       errors=(*ADO, 404),
+       description="A new hook with a new secret; the old secret stays accepted for a short overlap and the "
+                   "old hook is deleted once it drained, so no delivery is lost."),
     Op("DELETE", "manage/integrations/{account_id}", "Uninstall: disable, delete service hooks and credential",
        "Uninstalled", errors=(404,),
        description="Kickoff checks stop and webhook deliveries are refused at once; service hooks are deleted "
@@ -122,6 +126,13 @@ OPERATIONS: tuple[Op, ...] = (
                    "comment is posted once, after the removal; its failure is reported, not raised."),
     Op("PUT", "manage/organizations/{org_id}/repositories/{repo_id}", "Create or replace a repository",
        "Repository", body="RepositoryRequest"),
+    Op("PUT", "manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", "Create or edit a group "
+       "comment (pushed to linked work items when the organization syncs comments)", "Comment",
+       body="CommentRequest", errors=(404,)),
+    Op("DELETE", "manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", "Delete a group "
+       "comment (and its copies on work items)", "Comment", errors=(404,)),
+    Op("GET", "manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", "A group comment with "
+       "its copies on work items", "Comment", errors=(404,)),
     Op("GET", "manage/organizations/{org_id}/repositories/{repo_id}", "A repository", "Repository",
        errors=(404,)),
     Op("PUT", "manage/organizations/{org_id}/users/{user_id}", "Create or replace a user", "User",

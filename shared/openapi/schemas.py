@@ -121,6 +121,18 @@ SCHEMAS: dict[str, Schema] = {
     "AdoUsers": array(obj({"display_name": {"type": ["string", "null"]}}, {
         "email": {"type": ["string", "null"]}, "principal_name": {"type": ["string", "null"]},
         "descriptor": {"type": ["string", "null"]}, "origin": {"type": ["string", "null"]}})),
+    "CommentRequest": obj({"author": obj({"name": {"type": "string", "minLength": 1}},
+                                          {"email": {"type": ["string", "null"]}}),
+                           "body": {"type": "string", "minLength": 1, "maxLength": 100000}}),
+    "Comment": obj({
+        "comment_id": TEXT, "origin": TEXT, "author": obj({"name": {"type": ["string", "null"]}},
+                                                          {"email": {"type": ["string", "null"]}}),
+        "body": TEXT, "deleted": BOOL, "version": {"type": "integer"},
+        "source": {"type": ["object", "null"]},
+        "work_items": array(obj({"account_id": TEXT, "key": TEXT}, {
+            "ado_comment_id": {"type": ["integer", "string", "null"]}, "state": TEXT,
+            "version": {"type": ["integer", "null"]}, "problem": {"type": ["string", "null"]}})),
+    }),
     "SearchChoice": obj({"label": TEXT, "value": TEXT}),
     "SearchChoices": array(ref("SearchChoice")),
     "UserRequest": obj({}, {"emails": array({"type": "string", "maxLength": 320, "pattern": "@"}, maxItems=40),

@@ -15,7 +15,8 @@ import responses
 from responses import matchers
 
 from shared.adapters.ado_auth import PatAuth
-from shared.adapters.ado_client import AdoClient, lookup_base_url
+from shared.adapters.ado_client import AdoClient
+from shared.adapters.ado_lookup import lookup_base_url
 from shared.config import Settings
 from shared.core.errors import (
     AdoAuthError,

@@ -11,7 +11,8 @@ import requests
 
 from shared import config
 from shared.adapters.ado_auth import PatAuth, auth_for
-from shared.adapters.ado_client import AdoClient, lookup_base_url
+from shared.adapters.ado_client import AdoClient
+from shared.adapters.ado_lookup import lookup_base_url
 from shared.adapters.integrations import IntegrationStore
 from shared.compose import services
 from shared.core.errors import AdoAuthError, AdoBadRequest, AdoNotFound, IdentityInvalid
