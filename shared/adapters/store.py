@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 from shared.adapters.cache import CacheStore
 from shared.adapters.cipher import Cipher
+from shared.adapters.deliveries import DeliveryStore
+from shared.adapters.feed import FeedStore
 from shared.adapters.groups import GroupStore
 from shared.adapters.integrations import IntegrationStore
+from shared.adapters.outbox import OutboxStore
 from shared.adapters.repositories import RepositoryStore
 from shared.adapters.users import UserStore
 
@@ -21,9 +24,13 @@ class Store:
     users: UserStore
     repositories: RepositoryStore
     cache: CacheStore
+    outbox: OutboxStore
+    feed: FeedStore
+    deliveries: DeliveryStore
 
 
 def table_store(cipher: Callable[[], Cipher], clock: Callable[[], float] = time.time) -> Store:
     integrations = IntegrationStore(cipher)
     return Store(integrations=integrations, groups=GroupStore(integrations, clock), users=UserStore(),
-                 repositories=RepositoryStore(), cache=CacheStore(clock))
+                 repositories=RepositoryStore(), cache=CacheStore(clock), outbox=OutboxStore(),
+                 feed=FeedStore(cipher), deliveries=DeliveryStore())
