@@ -143,7 +143,7 @@ def _run(svc: Services, outbox: Outbox) -> bool:
     for org_id, items in by_org.items():
         head = svc.store.feed.head(org_id)
         svc.store.feed.append(org_id, [item.event for item in items], head)
-        endpoints[org_id] = _endpoint(svc, org_id, head.config)
+        endpoints[org_id] = endpoint(svc, org_id, head.config)
     done: list[Pending] = []
     blocked: set[str] = set()
     wake: float | None = None
@@ -190,7 +190,7 @@ def _run(svc: Services, outbox: Outbox) -> bool:
     return out_of_time or (len(pending) >= READ_LIMIT and bool(done))
 
 
-def _endpoint(svc: Services, org_id: str, config: OrgConfig) -> Endpoint | None:
+def endpoint(svc: Services, org_id: str, config: OrgConfig) -> Endpoint | None:
     """The organization's endpoint (its config, else the settings); None when events only go to the feed."""
     try:
         if config.url is not None:
