@@ -328,11 +328,12 @@ def test_kickoff_then_check_repairs_a_system_disabled_hook(svc: Services, org: d
     assert after.last_checked is not None
 
 
-def test_a_changed_subscription_status_is_told_to_the_tracker_in_the_same_write(svc: Services,
-                                                                                 org: dict[str, Any]) -> None:
+def test_a_changed_subscription_status_is_told_to_the_tracker_in_the_same_write(org: dict[str, Any]) -> None:
     from shared.adapters.outbox import Outbox
     from shared.flows import event_api, relay
 
+    sent = RecordingSend()  # the notice is recorded, not sent: a background bundle would relay it first
+    svc = compose.build(send=sent)
     outbox = Outbox(integrations.TABLE, org["account_id"])
     before = integration_of(svc, org)
     org["sandbox"].set_subscription_status(org["name"], before.subscription_id, "disabledBySystem")
@@ -345,6 +346,7 @@ def test_a_changed_subscription_status_is_told_to_the_tracker_in_the_same_write(
         ("integration.subscription_changed", org["org_id"], None, "disabledBySystem", "enabled"),
     ]
     assert told[0].data["problem"] and told[1].data["problem"] is None
+    assert sent.messages("tracker-events") == [{"integration_id": org["account_id"]}]
     relay.relay(svc, {"integration_id": org["account_id"]})
     feed = event_api.events(svc, org["org_id"], {}).body["events"]
     assert [e["id"] for e in feed] == [e.id for e in told]
