@@ -63,7 +63,7 @@ ROLE_SCOPE_TYPES = {
     "Key Vault Crypto Service Encryption User": "Microsoft.KeyVault/vaults/keys",
 }
 
-QUEUES = {"subscription-check", "migrate-repo", "sync-outbound"}
+QUEUES = {"subscription-check", "migrate-repo", "sync-outbound", "tracker-events"}
 
 ENV_NAME = re.compile(r"^(?:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobs\w+)$")
 
