@@ -14,13 +14,17 @@ relay of one group can lag behind another's (a retried message, a sweep), so an 
 id can reach the feed after a newer one. A reader whose cursor had passed that id would never see it.
 A number is taken when the entry is written, in one transaction with the `seq` row (under its ETag)
 and the `id|` row, so entries appear strictly in the order of their numbers, each event once: a
-duplicate append meets its `id|` row and is left out. Nothing removes entries: a cursor (a row key)
+duplicate append meets its `id|` row and is left out. Appends to one organization's feed are
+serialised within a process (they would only lose the `seq` race to each other); across processes
+the ETag decides and the loser tries again. Nothing removes entries: a cursor (a row key)
 stays valid for as long as the table is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +84,9 @@ class FeedStore:
 
     def __init__(self, cipher: Callable[[], Cipher]) -> None:
         self._cipher = cipher
+        self._guard = threading.Lock()
+        self._appending: dict[str, tuple[threading.Lock, int]] = {}
+        self._written: dict[str, tuple[int, str]] = {}  # per organization: the `seq` this process last wrote
 
     # -- config ----------------------------------------------------------------------------------
 
@@ -148,33 +155,58 @@ class FeedStore:
         a lost race it reads again and leaves out the events whose `id|` row exists.
         """
         added = 0
-        for start in range(0, len(events), APPEND_CHUNK):
-            added += self._append(org_id, events[start:start + APPEND_CHUNK], head)
-            head = None
+        with self._org_lock(org_id):
+            for start in range(0, len(events), APPEND_CHUNK):
+                added += self._append(org_id, events[start:start + APPEND_CHUNK], head)
+                head = None
         return added
 
+    @contextmanager
+    def _org_lock(self, org_id: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._appending.get(org_id, (threading.Lock(), 0))
+            self._appending[org_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._appending[org_id]
+                if users == 1:
+                    del self._appending[org_id]
+                else:
+                    self._appending[org_id] = (lock, users - 1)
+
     def _append(self, org_id: str, chunk: list[Event], head: OrgHead | None) -> int:
-        first = [True]
+        """One transaction: `seq` and two rows per event. The first attempt takes the newest `seq` this
+        process knows (the one just read, or the one it last wrote); the second reads `seq` again (another
+        process appended); later ones also leave out events already there (a duplicate append)."""
+        attempts = [0]
 
         def attempt() -> int:
-            retry = not first
-            first.clear()
-            current = head if head is not None and not retry else None
-            if current is None:
+            attempts[0] += 1
+            known = [(head.seq, head.seq_etag)] if head is not None else []
+            known += [self._written[org_id]] if org_id in self._written else []
+            if attempts[0] == 1 and known:
+                seq, etag = max(known, key=lambda pair: pair[0])
+            else:
                 row = tables.get(TABLE, org_id, RK_SEQ)
-                current = OrgHead(OrgConfig(), int(row.get("seq") or 0) if row else 0,
-                                  tables.etag(row) if row else None)
-            todo = [e for e in chunk if tables.get(TABLE, org_id, join(ID, e.id)) is None] if retry else chunk
+                seq, etag = (int(row.get("seq") or 0), tables.etag(row)) if row else (0, None)
+            todo = chunk
+            if attempts[0] > 2:
+                todo = [e for e in chunk if tables.get(TABLE, org_id, join(ID, e.id)) is None]
             if not todo:
                 return 0
-            last = current.seq + len(todo)
-            ops: list[tables.Op] = [tables.write({"PartitionKey": org_id, "RowKey": RK_SEQ, "seq": last},
-                                                 current.seq_etag)]
-            for number, event in enumerate(todo, start=current.seq + 1):
+            last = seq + len(todo)
+            ops: list[tables.Op] = [tables.write({"PartitionKey": org_id, "RowKey": RK_SEQ, "seq": last}, etag)]
+            for number, event in enumerate(todo, start=seq + 1):
                 ops.append(("create", {"PartitionKey": org_id, "RowKey": feed_key(number), "event_id": event.id,
                                        "payload": event_json.to_json(event), "created": event.created}))
                 ops.append(("create", {"PartitionKey": org_id, "RowKey": join(ID, event.id), "seq": number}))
-            tables.transact(TABLE, ops)
+            results = tables.transact(TABLE, ops)
+            tag = results[0].get("etag") if results and isinstance(results[0], dict) else None
+            if tag:
+                self._written[org_id] = (last, str(tag))
             return len(todo)
 
         return tables.optimistic(f"organization {org_id} feed", attempt)
