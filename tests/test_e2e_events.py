@@ -118,6 +118,7 @@ def test_a_receiver_that_was_down_gets_every_event_in_order_once_it_is_back(
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)  # in the order they were made
     assert [e["id"] for e in tracker.feed()] == [e["id"] for e in events]
     status, body = org.bundle.api("GET", f"manage/organizations/{org.tracker_org}/deliveries?status=delivered")
+    assert status == 200
     assert [(d["id"], d["status"]) for d in body["deliveries"]] == [(waiting["id"], "delivered")]
 
 
