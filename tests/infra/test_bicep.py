@@ -33,6 +33,8 @@ CONFIG_SOURCE = ROOT / "shared" / "config.py"
 # Each must be explained in docs/operations.md.
 OPTIONAL_SETTINGS = {
     "AzureWebJobsStorage": "connection-string form; replaced on Azure by the identity-based AzureWebJobsStorage__*",
+    "TRACKER_WEBHOOK_URL": "unset: events go to the pull feed only (or to each organization's own endpoint)",
+    "TRACKER_WEBHOOK_SECRET": "set with TRACKER_WEBHOOK_URL, as a Key Vault reference, by the operator",
 }
 
 # Rejected (or deprecated) on Flex Consumption.
