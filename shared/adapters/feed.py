@@ -179,9 +179,10 @@ class FeedStore:
 
     def _append(self, org_id: str, chunk: list[Event], head: OrgHead | None) -> int:
         """One transaction: `seq` and two rows per event. The first attempt takes the newest `seq` this
-        process knows (the one just read, or the one it last wrote); the second reads `seq` again (another
-        process appended); later ones also leave out events already there (a duplicate append)."""
+        process knows (the one just read, or the one it last wrote); after a lost race it reads `seq`
+        again, and after a duplicate (an `id|` row that exists) it leaves out the events already there."""
         attempts = [0]
+        duplicate = [False]
 
         def attempt() -> int:
             attempts[0] += 1
@@ -193,7 +194,7 @@ class FeedStore:
                 row = tables.get(TABLE, org_id, RK_SEQ)
                 seq, etag = (int(row.get("seq") or 0), tables.etag(row)) if row else (0, None)
             todo = chunk
-            if attempts[0] > 2:
+            if duplicate[0]:
                 todo = [e for e in chunk if tables.get(TABLE, org_id, join(ID, e.id)) is None]
             if not todo:
                 return 0
@@ -203,7 +204,11 @@ class FeedStore:
                 ops.append(("create", {"PartitionKey": org_id, "RowKey": feed_key(number), "event_id": event.id,
                                        "payload": event_json.to_json(event), "created": event.created}))
                 ops.append(("create", {"PartitionKey": org_id, "RowKey": join(ID, event.id), "seq": number}))
-            results = tables.transact(TABLE, ops)
+            try:
+                results = tables.transact(TABLE, ops)
+            except tables.LostRace as lost:
+                duplicate[0] = duplicate[0] or getattr(lost.__cause__, "status_code", None) == 409
+                raise
             tag = results[0].get("etag") if results and isinstance(results[0], dict) else None
             if tag:
                 self._written[org_id] = (last, str(tag))

@@ -142,7 +142,10 @@ def _run(svc: Services, outbox: Outbox) -> bool:
     endpoints: dict[str, Endpoint | None] = {}
     for org_id, items in by_org.items():
         head = svc.store.feed.head(org_id)
-        svc.store.feed.append(org_id, [item.event for item in items], head)
+        # An event with a delivery record was attempted (or replayed) already, so it is in the feed.
+        fresh = [item.event for item in items if not item.recorded]
+        if fresh:
+            svc.store.feed.append(org_id, fresh, head)
         endpoints[org_id] = endpoint(svc, org_id, head.config)
     done: list[Pending] = []
     blocked: set[str] = set()
