@@ -1,9 +1,11 @@
 """`make run`: the whole bundle locally, on embedded defaults, in one command.
 
-Starts Azurite (data in `.azurite/`), the HTTPS sandbox Azure DevOps (port 7072) and the devhost
+Starts Azurite (data in `.azurite/`), the HTTPS sandbox Azure DevOps (port 7072), a local tracker
+endpoint (`devhost.receiver`, port 7073, with a `whsec_` secret made for this run) and the devhost
 (port 7071); installs the sandbox organization into the bundle so the webhook round trip works
-at once; prints what to try; and stops everything on Ctrl-C. Settings already in the environment
-(or in local.settings.json) win over the defaults used here.
+at once; prints what to try, then every tracker event the bundle sends (verified against its
+signature); and stops everything on Ctrl-C. Settings already in the environment (or in
+local.settings.json) win over the defaults used here.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from types import FrameType
 from devhost import azurite
 from devhost.console import configure_logging
 from devhost.host import REPO_ROOT, Host
+from devhost.receiver import DEFAULT_PORT as RECEIVER_PORT
+from devhost.receiver import Receiver
 from devhost.sandbox_ado import DEFAULT_ACCOUNT_ID, DEFAULT_PROJECT_ID, SandboxAdo, seed
 from devhost.settings import load_local_settings
+from shared.adapters.tracker_webhook import check_secret, new_secret
+from shared.core.errors import ConfigError
 
 DEV_KEY = "local-dev-key"
 HTTP_PORT = 7071
@@ -57,15 +63,26 @@ def main() -> int:
     sandbox = SandboxAdo(port=SANDBOX_PORT if free(SANDBOX_PORT) else 0, state_dir=str(REPO_ROOT / ".sandbox"))
     pat = seed(sandbox)
     host: Host | None = None
+    configured = {**load_local_settings(REPO_ROOT / "local.settings.json"), **os.environ}
+    # The tracker's side: a local endpoint that verifies each event's signature and prints it.
+    secret = configured.get("TRACKER_WEBHOOK_SECRET") or ""
+    try:
+        check_secret(secret)
+    except ConfigError:  # none, or malformed (the bundle will say so in its deliveries)
+        secret = new_secret()
+    receiver: Receiver | None = None
     try:
         sandbox.start()
+        receiver = Receiver(secret, RECEIVER_PORT if free(RECEIVER_PORT) else 0,
+                            echo=lambda line: print(f"tracker event: {line}", flush=True)).start()
         defaults = {
             "AzureWebJobsStorage": storage.connection_string,
             "MANAGE_API_KEY": DEV_KEY,
             "WEBHOOK_URL": f"http://127.0.0.1:{HTTP_PORT}/api/vsts/issue-updated",
+            "TRACKER_WEBHOOK_URL": receiver.url,
+            "TRACKER_WEBHOOK_SECRET": secret,
             **sandbox.environment(),
         }
-        configured = {**load_local_settings(REPO_ROOT / "local.settings.json"), **os.environ}
         settings = {k: v for k, v in defaults.items() if k not in configured}
         # Trust the sandbox's CA on top of whatever CAs are trusted already (real Azure DevOps too).
         settings["REQUESTS_CA_BUNDLE"] = _combined_ca_bundle(sandbox.ca_pem_path)
@@ -73,13 +90,16 @@ def main() -> int:
         host.start()
         key = configured.get("MANAGE_API_KEY", DEV_KEY)
         installed = _install_sandbox(host.url, key, pat, sandbox.instance_url("sandbox"))
-        _print_welcome(host.url, sandbox.url, key, installed)
+        events_to = configured.get("TRACKER_WEBHOOK_URL") or receiver.url
+        _print_welcome(host.url, sandbox.url, key, installed, events_to, receiver.url)
         while not stop.wait(0.5):
             pass
     finally:
         print("Stopping...", flush=True)
         if host is not None:
             host.stop()
+        if receiver is not None:
+            receiver.stop()
         sandbox.stop()
         storage.stop()
     return 0
@@ -120,7 +140,8 @@ def _install_sandbox(base: str, key: str, pat: str, instance: str) -> str | None
         return str(error)
 
 
-def _print_welcome(base: str, sandbox_url: str, key: str, install_error: str | None) -> None:
+def _print_welcome(base: str, sandbox_url: str, key: str, install_error: str | None, events_to: str,
+                   receiver_url: str) -> None:
     account = DEFAULT_ACCOUNT_ID
     lines = [
         "",
@@ -128,6 +149,9 @@ def _print_welcome(base: str, sandbox_url: str, key: str, install_error: str | N
         f"Sandbox ADO:     {sandbox_url}sandbox/  (organization 'sandbox', project 'Sandbox')",
         f"Storage:         Azurite, data in {Path(REPO_ROOT, '.azurite')}",
         f"Management key:  {'(your MANAGE_API_KEY)' if key != DEV_KEY else DEV_KEY}",
+        f"Tracker events:  signed webhooks to {events_to}"
+        + ("  (the local receiver: each verified event is printed below as 'tracker event: ...')"
+           if events_to == receiver_url else f"  (your TRACKER_WEBHOOK_URL; {receiver_url} stays idle)"),
         "",
         "Installed integration " + account + " for organization 'demo'"
         if install_error is None else f"Sandbox install failed: {install_error}",

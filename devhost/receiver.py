@@ -4,8 +4,9 @@
 
 prints one line per verified event (type, group, id) and answers 204; a delivery whose signature does
 not verify gets 401 and a warning. The secret defaults to TRACKER_WEBHOOK_SECRET. Tests use
-`Receiver` in-process: `events` holds the verified payloads in arrival order, `rejected` counts the
-refused ones, and `down = True` makes it answer 503 until switched back (to exercise redelivery).
+`Receiver` in-process: `events` holds the verified payloads in arrival order, `received` the raw
+body and headers of each, `rejected` counts the refused ones, and `down = True` makes it answer 503
+until switched back (to exercise redelivery).
 
 Verification is what a tracker would do, with the `standardwebhooks` package:
 https://www.standardwebhooks.com/
@@ -47,6 +48,7 @@ class Receiver:
         self._echo = echo or (lambda line: None)
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
+        self._received: list[tuple[bytes, dict[str, str]]] = []
         self._rejected = 0
         self._arrived = threading.Condition(self._lock)
         self.down = False
@@ -65,6 +67,12 @@ class Receiver:
         """The verified payloads, in arrival order (redeliveries included)."""
         with self._lock:
             return list(self._events)
+
+    @property
+    def received(self) -> list[tuple[bytes, dict[str, str]]]:
+        """The raw body and (lower-cased) headers of each verified delivery, in arrival order."""
+        with self._lock:
+            return list(self._received)
 
     @property
     def rejected(self) -> int:
@@ -130,6 +138,7 @@ class Receiver:
             return 400, {}
         with self._arrived:
             self._events.append(payload)
+            self._received.append((body, dict(headers)))
             self._arrived.notify_all()
         self._echo(f"{payload.get('type')} group={payload.get('group_id') or '-'} id={payload.get('id')}")
         return 204, {}

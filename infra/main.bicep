@@ -76,6 +76,8 @@ var queueNames = [
   'migrate-repo-poison'
   'sync-outbound'
   'sync-outbound-poison'
+  'tracker-events'
+  'tracker-events-poison'
 ]
 var manageApiKeySecretName = 'manage-api-key'
 var adoClientSecretSecretName = 'ado-client-secret'

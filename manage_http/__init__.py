@@ -8,6 +8,7 @@ grouped by what they manage; each module registers its routes on the one bluepri
 from manage_http import (  # noqa: F401  (each module registers its routes)
     comments,
     discovery,
+    events,
     integrations,
     lifecycle_routes,
     openapi,

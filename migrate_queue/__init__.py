@@ -1,4 +1,4 @@
-"""Queue triggers: subscription check, repository migration, and outbound sync to Azure DevOps."""
+"""Queue triggers: subscription check, repository migration, outbound sync to Azure DevOps, tracker events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.compose import Services, services
-from shared.flows import jobs, lifecycle, migration, outbound
+from shared.flows import jobs, lifecycle, migration, outbound, relay
 from shared.telemetry import invocation_id
 
 bp = func.Blueprint()
@@ -38,3 +38,9 @@ def migrate_repo(msg: func.QueueMessage, context: func.Context) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="sync-outbound", connection=CONNECTION)
 def sync_outbound(msg: func.QueueMessage, context: func.Context) -> None:
     _run("sync-outbound", msg, context, outbound.handle)
+
+
+@bp.function_name("tracker_events")
+@bp.queue_trigger(arg_name="msg", queue_name="tracker-events", connection=CONNECTION)
+def tracker_events(msg: func.QueueMessage, context: func.Context) -> None:
+    _run("tracker-events", msg, context, relay.relay)

@@ -240,7 +240,7 @@ def bundle(azurite: azurite_process.Azurite, sandbox_ado: object) -> Iterator[Bu
     host = bundle_host(azurite.connection_string)
     # Unit tests before this one leave messages for integrations that exist only in their own
     # setup; the live host must not spend the session retrying them.
-    for name in ("subscription-check", "migrate-repo", "sync-outbound"):
+    for name in ("subscription-check", "migrate-repo", "sync-outbound", "tracker-events"):
         storage.queue(name).clear_messages()
     host.start()
     yield Bundle(host.url)

@@ -42,10 +42,15 @@ HTTP = {
     "manage_comment_put": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["PUT"]),
     "manage_comment_delete": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["DELETE"]),
     "manage_comment_get": ("manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", ["GET"]),
+    "manage_events_get": ("manage/organizations/{org_id}/events", ["GET"]),
+    "manage_deliveries_get": ("manage/organizations/{org_id}/deliveries", ["GET"]),
+    "manage_delivery_replay": ("manage/organizations/{org_id}/deliveries/{delivery_id}/replay", ["POST"]),
+    "manage_tracker_config_put": ("manage/organizations/{org_id}/config", ["PUT"]),
+    "manage_tracker_config_get": ("manage/organizations/{org_id}/config", ["GET"]),
 }
 QUEUES = {"subscription_check": "subscription-check", "migrate_repo": "migrate-repo",
-          "sync_outbound": "sync-outbound"}
-TIMERS = {"subscription_timer": "%SUBSCRIPTION_SCHEDULE%"}
+          "sync_outbound": "sync-outbound", "tracker_events": "tracker-events"}
+TIMERS = {"subscription_timer": "%SUBSCRIPTION_SCHEDULE%", "tracker_events_sweep": "0 */10 * * * *"}
 
 INDEX_SCRIPT = """
 import json, sys, typing

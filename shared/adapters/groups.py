@@ -28,7 +28,7 @@ from azure.data.tables import TableEntity
 
 from shared.adapters import comment_rows, tables
 from shared.adapters.integrations import IntegrationStore
-from shared.core import events
+from shared.core import event_json, events
 from shared.core.errors import Conflict
 from shared.core.events import Event
 from shared.core.keys import join
@@ -138,7 +138,7 @@ def _push(entity: TableEntity) -> Push:
 
 def _event_entity(pk: str, event: Event) -> dict[str, Any]:
     """An event waiting in the group's outbox, oldest first (event ids sort by creation)."""
-    return {"PartitionKey": pk, "RowKey": join(EVENT, event.id), "payload": events.to_json(event)}
+    return {"PartitionKey": pk, "RowKey": join(EVENT, event.id), "payload": event_json.to_json(event)}
 
 
 def _creation_entity(pk: str, creation: Creation) -> dict[str, Any]:
@@ -337,7 +337,7 @@ class GroupStore:
         low, high = tables.prefix_range(EVENT + "|")
         rows = tables.query(TABLE, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
                             pk=partition(org_id, group_id), low=low, high=high)
-        return [(events.from_json(row["payload"]), tables.etag(row)) for row in rows]
+        return [(event_json.from_json(row["payload"]), tables.etag(row)) for row in rows]
 
     def drop_from_outbox(self, org_id: str, group_id: str, event_id: str, etag: str) -> None:
         """Remove a relayed event from the group's outbox (gone already: nothing to do)."""

@@ -12,6 +12,7 @@ The identity row of an `oauth` or `pat` identity holds its tokens sealed; that o
 ids, Key Vault references) in `entra`, and no token at all.
 | `org|<org id>`                  | a tracker organization's link and config     |
 | `wi|<work item id>|<org>|<group>` | the groups linked to a work item           |
+| `event|<event id>`              | an integration event waiting for the relay   |
 
 A webhook delivery reads the integration, its organization links and the groups linked to the
 work item in one single-partition query (`read_for_work_item`); the kickoff streams the
@@ -27,9 +28,10 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.adapters import tables
+from shared.adapters import outbox, tables
 from shared.adapters.cipher import Cipher, is_envelope
 from shared.core.errors import ConfigError, IdentityInvalid, InvalidInput
+from shared.core.events import Event
 from shared.core.identities import KINDS as ENTRA_KINDS
 from shared.core.identities import parse_entra_identity
 from shared.core.keys import check_id, join
@@ -236,17 +238,28 @@ class IntegrationStore:
     def save(self, item: Integration) -> None:
         tables.upsert(TABLE, _integration_entity(item))
 
-    def update(self, account_id: str, mutate: Callable[[Integration], Integration | None]) -> Integration | None:
-        """Read-modify-write under the ETag; `mutate` returns None for "no change". None: no integration."""
+    def update(self, account_id: str, mutate: Callable[[Integration], Integration | None], *,
+               tell: Callable[[Integration, Integration], list[Event]] | None = None) -> Integration | None:
+        """Read-modify-write under the ETag; `mutate` returns None for "no change". None: no integration.
+
+        `tell(old, new)` names the events the change makes; they are written to the integration's
+        outbox (`shared.adapters.outbox`) in the same transaction as the integration row.
+        """
 
         def attempt() -> Integration | None:
             entity = tables.get(TABLE, account_id, RK_INTEGRATION)
             if entity is None:
                 return None
-            changed = mutate(_integration(entity))
+            current = _integration(entity)
+            changed = mutate(current)
             if changed is None:
-                return _integration(entity)
-            tables.create_or_replace(TABLE, _integration_entity(changed), tables.etag(entity))
+                return current
+            told = tell(current, changed) if tell is not None else []
+            if not told:
+                tables.create_or_replace(TABLE, _integration_entity(changed), tables.etag(entity))
+                return changed
+            tables.transact(TABLE, [tables.write(_integration_entity(changed), tables.etag(entity)),
+                                    *[("create", outbox.entity(account_id, event)) for event in told]])
             return changed
 
         return tables.optimistic(f"integration {account_id}", attempt)

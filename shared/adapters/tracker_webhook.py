@@ -39,7 +39,8 @@ from standardwebhooks import Webhook
 
 from shared.core.backoff import parse_retry_after
 from shared.core.errors import ConfigError, clamp_retry_after
-from shared.core.events import Event, to_json
+from shared.core.event_json import to_json
+from shared.core.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -1,30 +1,26 @@
-"""Events the bundle tells the tracker about: one record per change, its JSON form, and feed cursors.
+"""Events the bundle tells the tracker about: one record per change, with one builder per type.
 
-Every change the bundle makes or observes becomes an `Event`. The same JSON payload is the body of a
-signed webhook (https://www.standardwebhooks.com/) and an entry of the pull feed. Builders below make
+Every change the bundle makes or observes becomes an `Event`. The same JSON payload (`event_json`) is
+the body of a signed webhook (https://www.standardwebhooks.com/) and an entry of the pull feed. Builders below make
 one event type each, with a fixed set of `data` keys per type (unknown values are null), so a tracker
 can rely on one schema per type.
 
 Event ids are `evt_` followed by a 26-character ULID (48-bit millisecond time, then 80 random bits,
 Crockford base32): they sort by creation time, and ids made by one process sort in the order they
 were made, even within one millisecond. `created` is kept at millisecond precision so the JSON form
-round-trips exactly.
+round-trips exactly; `id_time` reads the creation time back from an id.
 
 Pure: no storage or network access.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from shared.core.errors import InvalidInput
@@ -61,14 +57,12 @@ DATA_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "integration.subscription_changed": ("integration_id", "old", "new", "problem"),
 }
 EVENT_TYPES: Final = frozenset(DATA_KEYS)
-PAYLOAD_KEYS: Final = ("id", "type", "created", "organization_id", "group_id", "data")
 
 MAX_COMMENT_CHARS = 4000  # longer comments are cut (`truncated: true`); payloads should stay small
 MAX_DETAIL_CHARS = 1000
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _EVENT_ID = re.compile(r"^evt_[0-7][0-9A-HJKMNP-TV-Z]{25}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_CREATED = 253402300800.0  # 10000-01-01T00:00:00Z: the ISO form has four year digits
 
 
@@ -108,12 +102,23 @@ def _base32(value: int, length: int) -> str:
 
 def new_event_id(now: float | None = None) -> str:
     """A fresh `evt_<ULID>` id for an event created at `now` (unix seconds; default: the clock)."""
-    ms = _millis(time.time() if now is None else now)
+    ms = millis(time.time() if now is None else now)
     ms, random_part = _clock.next(ms)
     return "evt_" + _base32(ms, 10) + _base32(random_part, 16)
 
 
-def _millis(seconds: float) -> int:
+def id_time(event_id: str) -> float:
+    """The creation time (unix seconds, to the millisecond) an event id carries; ValueError if it is not one."""
+    if not isinstance(event_id, str) or not _EVENT_ID.match(event_id):
+        raise ValueError("not an event id")
+    ms = 0
+    for char in event_id[4:14]:
+        ms = ms * 32 + _CROCKFORD.index(char)
+    return ms / 1000
+
+
+def millis(seconds: float) -> int:
+    """Whole milliseconds of `seconds` (unix time); InvalidInput(field="created") when not a valid time."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not math.isfinite(seconds):
         raise InvalidInput("created must be a finite number of unix seconds", field="created")
     if seconds < 0 or seconds >= _MAX_CREATED:
@@ -140,7 +145,7 @@ class Event:
             raise InvalidInput("id must be evt_ followed by a 26-character ULID", field="id")
         if not isinstance(self.type, str) or self.type not in EVENT_TYPES:
             raise InvalidInput(f"unknown event type {str(self.type)[:64]!r}", field="type")
-        object.__setattr__(self, "created", _millis(self.created) / 1000)
+        object.__setattr__(self, "created", millis(self.created) / 1000)
         if not isinstance(self.organization_id, str) or not self.organization_id:
             raise InvalidInput("organization_id must be a non-empty string", field="organization_id")
         if self.group_id is not None and (not isinstance(self.group_id, str) or not self.group_id):
@@ -358,117 +363,3 @@ def subscription_changed(
         "new": new,
         "problem": problem,
     }, now)
-
-
-# --- JSON ---------------------------------------------------------------------------------------
-
-
-def format_created(created: float) -> str:
-    """ISO 8601 UTC with milliseconds and `Z`, e.g. 2024-05-01T12:30:00.250Z."""
-    ms = _millis(created)
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def parse_created(text: Any) -> float:
-    """Unix seconds (to the millisecond) from an ISO 8601 UTC timestamp; InvalidInput otherwise."""
-    if not isinstance(text, str) or len(text) > 40 or not text.endswith(("Z", "+00:00")):
-        raise InvalidInput("created must be an ISO 8601 UTC timestamp", field="created")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput("created must be an ISO 8601 UTC timestamp", field="created") from None
-    ms = ((moment - _EPOCH) // timedelta(microseconds=1) + 500) // 1000
-    return _millis(ms / 1000) / 1000
-
-
-def to_payload(event: Event) -> dict[str, Any]:
-    """The JSON object sent to the tracker: exactly id, type, created, organization_id, group_id, data."""
-    return {
-        "id": event.id,
-        "type": event.type,
-        "created": format_created(event.created),
-        "organization_id": event.organization_id,
-        "group_id": event.group_id,
-        "data": event.data,
-    }
-
-
-def to_json(event: Event) -> str:
-    """The payload as compact ASCII JSON, keys in a fixed order (these are the bytes that get signed)."""
-    try:
-        return json.dumps(to_payload(event), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidInput(f"data is not JSON-serialisable: {type(error).__name__}", field="data") from None
-
-
-def from_payload(payload: Any) -> Event:
-    """An Event from its JSON object; unknown top-level keys are ignored, anything invalid raises InvalidInput."""
-    if not isinstance(payload, dict):
-        raise InvalidInput("an event must be a JSON object")
-    missing = [key for key in PAYLOAD_KEYS if key not in payload]
-    if missing:
-        raise InvalidInput(f"event lacks {', '.join(missing)}", field=missing[0])
-    return Event(
-        id=payload["id"],
-        type=payload["type"],
-        created=parse_created(payload["created"]),
-        organization_id=payload["organization_id"],
-        group_id=payload["group_id"],
-        data=payload["data"],
-    )
-
-
-def from_json(text: str | bytes) -> Event:
-    """The inverse of to_json; malformed JSON or an invalid event raises InvalidInput."""
-    try:
-        payload = json.loads(text)
-    except (ValueError, TypeError):
-        raise InvalidInput("event is not valid JSON") from None
-    return from_payload(payload)
-
-
-# --- pull feed cursors --------------------------------------------------------------------------
-
-MAX_KEY_CHARS = 1024  # Azure Table keys are at most 1 KiB
-MAX_CURSOR_CHARS = 4 * MAX_KEY_CHARS
-_CURSOR = re.compile(r"^[A-Za-z0-9_-]+$")
-_BAD_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-
-
-def _key_problem(key: Any) -> str | None:
-    if not isinstance(key, str) or not key:
-        return "must be a non-empty string"
-    if len(key) > MAX_KEY_CHARS:
-        return "is too long"
-    if _BAD_KEY_CHARS.search(key):
-        return "holds a character Azure Table keys do not allow"
-    return None
-
-
-def encode_cursor(partition_key: str, row_key: str) -> str:
-    """An opaque, URL-safe cursor naming the last entry a reader has seen."""
-    for name, key in (("partition_key", partition_key), ("row_key", row_key)):
-        problem = _key_problem(key)
-        if problem:
-            raise ValueError(f"{name} {problem}")
-    raw = json.dumps([partition_key, row_key], separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def decode_cursor(text: Any) -> tuple[str, str]:
-    """(partition_key, row_key) of a cursor made by encode_cursor; anything else raises InvalidInput(field="after")."""
-    bad = InvalidInput("after is not a valid cursor", field="after")
-    if not isinstance(text, str) or len(text) > MAX_CURSOR_CHARS or not _CURSOR.match(text):
-        raise bad
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-        keys = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if not isinstance(keys, list) or len(keys) != 2 or any(_key_problem(key) for key in keys):
-        raise bad
-    partition_key, row_key = keys
-    if encode_cursor(partition_key, row_key) != text:  # one spelling per cursor
-        raise bad
-    return partition_key, row_key

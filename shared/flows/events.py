@@ -1,9 +1,10 @@
-"""Changes that tell the tracker: group changes whose events are committed with them, then relayed.
+"""Changes that tell the tracker: changes whose events are committed with them, then relayed.
 
-An event is written in the same transaction as the change it describes (the group's outbox), so no
-change is lost and none is invented. After the commit, one `tracker-events` message asks the relay to
-deliver the group's outbox in order; if that message cannot be sent, the events wait in the outbox
-for the group's next change or the next sweep.
+An event is written in the same transaction as the change it describes (the group's outbox, or for
+`integration.subscription_changed` the integration's), so no change is lost and none is invented.
+After the commit, one `tracker-events` message asks the relay (`shared.flows.relay`) to deliver the
+outbox in order; if that message cannot be sent, the events wait in the outbox for the next change
+or the sweep.
 
 Notices are coalesced: a worker sends one per group per `NOTICE_WINDOW`, visible only at the end of
 the window, and skips the notices of later changes inside it. The relay runs after every change the
@@ -65,3 +66,11 @@ def notify(svc: Services, org_id: str, group_id: str) -> None:
         with _lock:
             _noticed.pop((org_id, group_id), None)
         log.warning("events.notify_failed", extra={"organization_id": org_id, "group_id": group_id})
+
+
+def notify_integration(svc: Services, account_id: str) -> None:
+    """Ask the relay to deliver the integration's outbox (best effort: the outbox keeps the events)."""
+    try:
+        svc.send(QUEUE, {"integration_id": account_id})
+    except TransientError:
+        log.warning("events.notify_failed", extra={"account_id": account_id})

@@ -13,8 +13,10 @@ harmless). Links that become due later in a slot wait for the next slot.
 a new secret (its secret accepted first, the hook created, stored under the integration's ETag; the
 old hook is retired and deleted by a check queued for a few minutes later: `shared.core.overlap`);
 `disabledByUser` is a person's decision and is only recorded. Every check records `last_checked`
-and the observed status; a problem is recorded in `problem` and cleared when healthy. The check then
-does the same for the `workitem.commented` hook (`shared.flows.comment_hooks`).
+and the observed status; a problem is recorded in `problem` and cleared when healthy. A change of
+the recorded status is told to every active tracker organization of the integration as an
+`integration.subscription_changed` event, written in the integration's outbox with the change. The
+check then does the same for the `workitem.commented` hook (`shared.flows.comment_hooks`).
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ from typing import Any
 from shared.adapters.ado_client import AdoClient
 from shared.adapters.cache import KickoffProgress
 from shared.compose import Services
-from shared.core import hooks, overlap
+from shared.core import events, hooks, overlap
 from shared.core import kickoff as plan
 from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
+from shared.core.events import Event
 from shared.core.keys import check_id
 from shared.core.models import Integration
 from shared.flows import comment_hooks, hook_swap
+from shared.flows import events as flow_events
 from shared.flows import hooks as ado_hooks
 
 log = logging.getLogger(__name__)
 
 QUEUE = hook_swap.CHECK_QUEUE  # "subscription-check"
+Step = tuple[str | None, str | None, str | None]  # a subscription status change: old, new, problem
 USER_DISABLED = ("The service hook was disabled by a user in Azure DevOps; sync from Azure DevOps is "
                  "paused until it is re-enabled there (or the integration is re-installed).")
 
@@ -95,6 +100,7 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
         log.info("subscription_check.link_inactive", extra=context)
         return
     now = svc.clock()
+    orgs = [each.org_id for each in state.links if each.status == "active"]
     try:
         client = svc.ado(integration)
         hook_swap.retire_due(svc, client, integration)
@@ -102,30 +108,32 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
     except IdentityInvalid as error:
         # No usable identity: say so, and leave everything else as it is.
         log.warning("subscription_check.identity_invalid", extra=context)
-        _record(svc, account_id, problem=error.message)
+        _record(svc, account_id, orgs, problem=error.message)
         return
     except AdoError as error:
         log.warning("subscription_check.failed_to_get_subscription",
                     extra={**context, "error": type(error).__name__})
-        _record(svc, account_id, last_checked=now, problem=f"The service hook could not be read: {error.message}")
+        _record(svc, account_id, orgs, last_checked=now,
+                problem=f"The service hook could not be read: {error.message}")
         return
     if observed.status == hooks.HEALTHY:
-        _record(svc, account_id, subscription_status=observed.status, last_checked=now, problem=None)
+        _record(svc, account_id, orgs, subscription_status=observed.status, last_checked=now, problem=None)
     elif observed.status == "disabledByUser":
         log.warning("subscription_check.disabled_by_user", extra=context)
-        _record(svc, account_id, subscription_status=observed.status, last_checked=now, problem=USER_DISABLED)
+        _record(svc, account_id, orgs, subscription_status=observed.status, last_checked=now,
+                problem=USER_DISABLED)
     elif observed.status in hooks.REPLACEABLE or observed.status == hooks.MISSING:
-        _replace(svc, integration, client, observed.status, now, org_id)
+        _replace(svc, integration, client, observed.status, now, org_id, orgs)
     else:
         log.warning("subscription_check.unknown_status", extra={**context, "status": observed.status})
-        _record(svc, account_id, subscription_status=observed.status, last_checked=now,
+        _record(svc, account_id, orgs, subscription_status=observed.status, last_checked=now,
                 problem=f"The service hook has an unknown status {observed.status!r}.")
     comment_hooks.ensure(svc, account_id, client)
 
 
 def _replace(svc: Services, integration: Integration, client: AdoClient, observed: str, now: float,
-             org_id: str) -> None:
-    """Create a new hook, store it if nobody replaced the old one meanwhile, then delete the old one."""
+             org_id: str, orgs: list[str]) -> None:
+    """Create a new hook, store it if nobody replaced the old one meanwhile, then retire the old one."""
     account_id, old_id = integration.account_id, integration.subscription_id
     old_delivers = observed in overlap.DELIVERING
     context = {"account_id": account_id, "status": observed}
@@ -135,7 +143,7 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
     except (AdoError, IdentityInvalid, ConfigError) as error:
         log.warning("subscription_check.failed_to_create_subscription",
                     extra={**context, "error": type(error).__name__})
-        _record(svc, account_id, subscription_status=observed, last_checked=now,
+        _record(svc, account_id, orgs, subscription_status=observed, last_checked=now,
                 problem=f"The service hook is {observed} and could not be recreated: {error.message}")
         return
 
@@ -145,8 +153,20 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
         return replace(hook_swap.swapped(current, created, now, old_delivers=old_delivers), last_checked=now,
                        problem=None)
 
+    told: list[Event] = []
+
+    def tell(old: Integration, new: Integration) -> list[Event]:
+        # What was seen (if it was not recorded yet), then the repair.
+        steps: list[Step] = []
+        if old.subscription_status != observed:
+            problem = f"The service hook was {observed}; it is being recreated."
+            steps.append((old.subscription_status, observed, problem))
+        steps.append((observed, created.status, None))
+        told[:] = _subscription_events(svc, account_id, orgs, steps)
+        return told
+
     try:
-        saved = svc.store.integrations.update(account_id, swap)
+        saved = svc.store.integrations.update(account_id, swap, tell=tell)
     except StorageUnavailable:
         ado_hooks.delete_quietly(client, created.id)
         raise
@@ -155,17 +175,35 @@ def _replace(svc: Services, integration: Integration, client: AdoClient, observe
         ado_hooks.delete_quietly(client, created.id)
         hook_swap.withdraw(svc, account_id, created.secret_hash)
         return
+    if told:
+        flow_events.notify_integration(svc, account_id)
     hook_swap.retire_or_delete(svc, client, account_id, org_id, old_id, old_delivers=old_delivers)
     ado_hooks.remove_strays(client, url, created.id, lambda: hook_swap.spared(svc, account_id), now)
     log.info("subscription_check.replaced", extra=context)
 
 
-def _record(svc: Services, account_id: str, **fields: Any) -> None:
-    """Update some fields of the integration under its ETag (no write when nothing changes)."""
+def _record(svc: Services, account_id: str, orgs: list[str], **fields: Any) -> None:
+    """Update some fields of the integration under its ETag (no write when nothing changes); a new
+    subscription status is told to the tracker organizations `orgs`."""
+    told: list[Event] = []
 
     def mutate(current: Integration) -> Integration | None:
         if all(getattr(current, name) == value for name, value in fields.items()):
             return None
         return replace(current, **fields)
 
-    svc.store.integrations.update(account_id, mutate)
+    def tell(old: Integration, new: Integration) -> list[Event]:
+        steps: list[Step] = [(old.subscription_status, new.subscription_status, new.problem)]
+        told[:] = _subscription_events(svc, account_id, orgs, [s for s in steps if s[1] and s[0] != s[1]])
+        return told
+
+    svc.store.integrations.update(account_id, mutate, tell=tell)
+    if told:
+        flow_events.notify_integration(svc, account_id)
+
+
+def _subscription_events(svc: Services, account_id: str, orgs: list[str], steps: list[Step]) -> list[Event]:
+    """One `integration.subscription_changed` per organization and status change (old, new, problem)."""
+    now = svc.clock()
+    return [events.subscription_changed(org_id, integration_id=account_id, old=old, new=new, problem=problem, now=now)
+            for old, new, problem in steps if new for org_id in orgs]

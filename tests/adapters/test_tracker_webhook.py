@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from shared.adapters import tracker_webhook
 from shared.adapters.tracker_webhook import deliver
-from shared.core import events
+from shared.core import event_json, events
 from shared.core.errors import ConfigError
 
 URL = "https://tracker.example.com/hooks/ado?token=abc"
@@ -42,7 +42,7 @@ def test_a_delivery_carries_the_standard_webhooks_headers(mocked: responses.Requ
     outcome = deliver(URL, SECRET, EVENT, session=requests.Session(), now=lambda: 1714566600.9)
     assert outcome == tracker_webhook.Outcome("delivered", 204, "HTTP 204")
     body, headers = sent(mocked)
-    assert body == events.to_json(EVENT).encode()
+    assert body == event_json.to_json(EVENT).encode()
     assert headers["webhook-id"] == EVENT.id
     assert headers["webhook-timestamp"] == "1714566600"
     assert headers["webhook-signature"].startswith("v1,")
@@ -53,7 +53,7 @@ def test_a_receiver_verifying_with_standardwebhooks_accepts_the_delivery(mocked:
     mocked.post(URL, status=200)
     deliver(URL, SECRET, EVENT, session=requests.Session())
     body, headers = sent(mocked)
-    assert Webhook(SECRET).verify(body, headers) == events.to_payload(EVENT)
+    assert Webhook(SECRET).verify(body, headers) == event_json.to_payload(EVENT)
 
 
 def test_a_tampered_body_or_another_secret_is_rejected(mocked: responses.RequestsMock) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import string
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.core import events
+from shared.core import event_json, events
 from shared.core.errors import InvalidInput
 
 NOW = 1714566600.25  # 2024-05-01T12:30:00.250Z
@@ -21,7 +22,7 @@ def test_status_change_payload_is_exactly_what_the_tracker_is_promised() -> None
         source="azure_devops", integration_id="acct-1", work_item="42", rev=7, actor="ana@example.com",
         resolution_strategy="resolve_in_next_release", now=NOW,
     )
-    payload = events.to_payload(event)
+    payload = event_json.to_payload(event)
     assert list(payload) == ["id", "type", "created", "organization_id", "group_id", "data"]
     assert payload["type"] == "group.status_changed"
     assert payload["created"] == "2024-05-01T12:30:00.250Z"
@@ -49,7 +50,7 @@ BUILT = [
 @pytest.mark.parametrize("event", BUILT, ids=lambda e: e.type)
 def test_every_type_has_one_fixed_schema_and_round_trips(event: events.Event) -> None:
     assert list(event.data) == list(events.DATA_KEYS[event.type])
-    assert events.from_json(events.to_json(event)) == event
+    assert event_json.from_json(event_json.to_json(event)) == event
 
 
 def test_every_type_has_a_builder() -> None:
@@ -58,24 +59,24 @@ def test_every_type_has_a_builder() -> None:
 
 def test_integration_events_have_no_group() -> None:
     event = events.subscription_changed("o", integration_id="a", old=None, new="enabled", now=NOW)
-    assert events.to_payload(event)["group_id"] is None
+    assert event_json.to_payload(event)["group_id"] is None
     with pytest.raises(InvalidInput):
-        events.from_json(events.to_json(event).replace('"group_id":null', '"group_id":"g"'))
+        event_json.from_json(event_json.to_json(event).replace('"group_id":null', '"group_id":"g"'))
 
 
 def test_a_sync_failure_may_concern_no_single_group() -> None:
     event = events.sync_failed("o", None, "permission_refused", "The credential cannot edit work items", now=NOW)
-    assert events.from_json(events.to_json(event)).group_id is None
+    assert event_json.from_json(event_json.to_json(event)).group_id is None
 
 
 def test_json_is_compact_ascii_in_a_fixed_key_order() -> None:
     event = events.comment_added("o", "g", "Déjà vu ✓", source="tracker", now=NOW)
-    text = events.to_json(event)
+    text = event_json.to_json(event)
     assert text.isascii()
     assert ": " not in text and ", " not in text
     assert text.startswith('{"id":"evt_')
     assert json.loads(text)["data"]["text"] == "Déjà vu ✓"
-    assert events.to_json(events.from_json(text)) == text
+    assert event_json.to_json(event_json.from_json(text)) == text
 
 
 def test_long_comments_are_cut_and_flagged() -> None:
@@ -112,7 +113,7 @@ def test_builders_refuse_values_outside_the_contract(call: object, field: str) -
 
 
 def _payload() -> dict[str, object]:
-    return events.to_payload(BUILT[0])
+    return event_json.to_payload(BUILT[0])
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -131,29 +132,29 @@ def _payload() -> dict[str, object]:
 def test_from_json_rejects_invalid_events(change: dict[str, object], field: str) -> None:
     payload = {**_payload(), **change}
     with pytest.raises(InvalidInput) as caught:
-        events.from_json(json.dumps(payload))
+        event_json.from_json(json.dumps(payload))
     assert caught.value.field == field
 
 
 @pytest.mark.parametrize("text", ["", "not json", "[]", '{"id": "evt_x"}', b"\xff"])
 def test_from_json_rejects_what_is_not_an_event(text: str | bytes) -> None:
     with pytest.raises(InvalidInput):
-        events.from_json(text)
+        event_json.from_json(text)
 
 
 def test_from_json_ignores_keys_it_does_not_know() -> None:
     payload = {**_payload(), "extra": 1}
-    assert events.from_json(json.dumps(payload)) == BUILT[0]
+    assert event_json.from_json(json.dumps(payload)) == BUILT[0]
 
 
 def test_created_accepts_plus_zero_and_microseconds() -> None:
     payload = {**_payload(), "created": "2024-05-01T12:30:00.250400+00:00"}
-    assert events.from_json(json.dumps(payload)).created == NOW
+    assert event_json.from_json(json.dumps(payload)).created == NOW
 
 
 @given(st.integers(min_value=0, max_value=253402300799999))
 def test_created_round_trips_to_the_millisecond(ms: int) -> None:
-    assert events.parse_created(events.format_created(ms / 1000)) == ms / 1000
+    assert event_json.parse_created(event_json.format_created(ms / 1000)) == ms / 1000
 
 
 # --- cursors ------------------------------------------------------------------------------------
@@ -164,26 +165,26 @@ KEYS = st.text(KEY_CHARS, min_size=1, max_size=60)
 
 @given(KEYS, KEYS)
 def test_cursors_round_trip_and_are_url_safe(partition_key: str, row_key: str) -> None:
-    cursor = events.encode_cursor(partition_key, row_key)
+    cursor = event_json.encode_cursor(partition_key, row_key)
     assert set(cursor) <= set(string.ascii_letters + string.digits + "-_")
-    assert events.decode_cursor(cursor) == (partition_key, row_key)
+    assert event_json.decode_cursor(cursor) == (partition_key, row_key)
 
 
 @pytest.mark.parametrize("cursor", [
     "",
     "not a cursor!",
     "e30",  # {}
-    events.encode_cursor("org-1", "evt_01") + "=",  # padding is not part of a cursor
-    events.encode_cursor("org-1", "evt_01") + "A",
+    event_json.encode_cursor("org-1", "evt_01") + "=",  # padding is not part of a cursor
+    event_json.encode_cursor("org-1", "evt_01") + "A",
     "WyJhIl0",  # ["a"]
     "WyJhIiwxXQ",  # ["a",1]
     "WyJhIiwiYi9jIl0",  # ["a","b/c"]: not a table key
-    "A" * (events.MAX_CURSOR_CHARS + 4),
+    "A" * (event_json.MAX_CURSOR_CHARS + 4),
     None,
 ])
 def test_bad_cursors_are_invalid_input_about_after(cursor: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        events.decode_cursor(cursor)
+        event_json.decode_cursor(cursor)
     assert caught.value.field == "after"
     assert caught.value.status == 400
 
@@ -191,12 +192,19 @@ def test_bad_cursors_are_invalid_input_about_after(cursor: str) -> None:
 @given(st.text(string.ascii_letters + string.digits + "-_", max_size=80))
 def test_arbitrary_text_never_decodes_to_something_else(text: str) -> None:
     try:
-        keys = events.decode_cursor(text)
+        keys = event_json.decode_cursor(text)
     except InvalidInput:
         return
-    assert events.encode_cursor(*keys) == text
+    assert event_json.encode_cursor(*keys) == text
 
 
 def test_encode_cursor_refuses_keys_a_table_cannot_hold() -> None:
     with pytest.raises(ValueError):
-        events.encode_cursor("org/1", "evt_01")
+        event_json.encode_cursor("org/1", "evt_01")
+
+
+def test_an_event_id_carries_its_creation_time() -> None:
+    later = time.time() + 1000.0  # ids never go backwards in one process: use a time no test passed yet
+    assert events.id_time(events.new_event_id(later)) == round(later * 1000) / 1000
+    with pytest.raises(ValueError):
+        events.id_time("evt_nope")

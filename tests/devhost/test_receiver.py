@@ -16,7 +16,7 @@ import requests
 
 from devhost.receiver import Receiver
 from shared.adapters.tracker_webhook import deliver, new_secret, sign
-from shared.core import events
+from shared.core import event_json, events
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = new_secret()
@@ -48,7 +48,7 @@ def test_a_verified_event_is_recorded_printed_and_answered_204(receiver: Receive
     sent = event()
     outcome = deliver(receiver.url, SECRET, sent, session=session)
     assert (outcome.kind, outcome.status) == ("delivered", 204)
-    assert receiver.events == [events.to_payload(sent)]
+    assert receiver.events == [event_json.to_payload(sent)]
     assert lines == [f"group.assignee_changed group=grp-1 id={sent.id}"]
 
 

@@ -330,3 +330,35 @@ def test_kickoff_then_check_repairs_a_system_disabled_hook(svc: Services, org: d
     [hook] = org["sandbox"].subscriptions(org["name"])
     assert after.subscription_id == hook["id"] != before.subscription_id
     assert after.last_checked is not None
+
+
+def test_a_changed_subscription_status_is_told_to_the_tracker_in_the_same_write(org: dict[str, Any]) -> None:
+    from shared.adapters.outbox import Outbox
+    from shared.flows import event_api, relay
+
+    sent = RecordingSend()  # the notice is recorded, not sent: a background bundle would relay it first
+    svc = compose.build(send=sent)
+    outbox = Outbox(integrations.TABLE, org["account_id"])
+    before = integration_of(svc, org)
+    org["sandbox"].set_subscription_status(org["name"], before.subscription_id, "disabledBySystem")
+
+    check(svc, org)
+
+    told = [p.event for p in svc.store.outbox.pending(outbox)]
+    assert [(e.type, e.organization_id, e.group_id, e.data["old"], e.data["new"]) for e in told] == [
+        ("integration.subscription_changed", org["org_id"], None, "enabled", "disabledBySystem"),
+        ("integration.subscription_changed", org["org_id"], None, "disabledBySystem", "enabled"),
+    ]
+    assert told[0].data["problem"] and told[1].data["problem"] is None
+    assert sent.messages("tracker-events") == [{"integration_id": org["account_id"]}]
+    relay.relay(svc, {"integration_id": org["account_id"]})
+    feed = event_api.events(svc, org["org_id"], {}).body["events"]
+    assert [e["id"] for e in feed] == [e.id for e in told]
+    assert svc.store.outbox.pending(outbox) == []
+
+    check(svc, org)  # healthy, as recorded: nothing to tell
+    org["sandbox"].set_subscription_status(org["name"], integration_of(svc, org).subscription_id, "disabledByUser")
+    check(svc, org)
+    [paused] = [p.event for p in svc.store.outbox.pending(outbox)]
+    assert (paused.data["old"], paused.data["new"]) == ("enabled", "disabledByUser")
+    assert paused.data["problem"] == lifecycle.USER_DISABLED

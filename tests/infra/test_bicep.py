@@ -34,8 +34,8 @@ CONFIG_SOURCE = ROOT / "shared" / "config.py"
 # Each must be explained in docs/operations.md.
 OPTIONAL_SETTINGS = {
     "AzureWebJobsStorage": "connection-string form; replaced on Azure by the identity-based AzureWebJobsStorage__*",
-    "TRACKER_WEBHOOK_URL": "optional; unset: events are only in the pull feed (also per organization)",
-    "TRACKER_WEBHOOK_SECRET": "optional; set together with TRACKER_WEBHOOK_URL",
+    "TRACKER_WEBHOOK_URL": "unset: events go to the pull feed only (or to each organization's own endpoint)",
+    "TRACKER_WEBHOOK_SECRET": "set with TRACKER_WEBHOOK_URL, as a Key Vault reference, by the operator",
 }
 
 # Rejected (or deprecated) on Flex Consumption.
@@ -66,7 +66,7 @@ ROLE_SCOPE_TYPES = {
     "Key Vault Crypto Service Encryption User": "Microsoft.KeyVault/vaults/keys",
 }
 
-QUEUES = {"subscription-check", "migrate-repo", "sync-outbound"}
+QUEUES = {"subscription-check", "migrate-repo", "sync-outbound", "tracker-events"}
 
 ENV_NAME = re.compile(r"^(?:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobs\w+)$")
 
