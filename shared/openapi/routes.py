@@ -133,6 +133,20 @@ OPERATIONS: tuple[Op, ...] = (
        "comment (and its copies on work items)", "Comment", errors=(404,)),
     Op("GET", "manage/organizations/{org_id}/groups/{group_id}/comments/{comment_id}", "A group comment with "
        "its copies on work items", "Comment", errors=(404,)),
+    # -- tracker events ---------------------------------------------------------------------------
+    Op("GET", "manage/organizations/{org_id}/events", "The pull feed of events, in commit order", "EventPage",
+       query=(Query("after", {"type": "string", "maxLength": 4096}, description="the `next` of the last page"),
+              Query("limit", {"type": "integer", "minimum": 1, "maximum": 500}))),
+    Op("GET", "manage/organizations/{org_id}/deliveries", "Event deliveries that did not succeed at once",
+       "DeliveryPage",
+       query=(Query("status", {"enum": ["queued", "retrying", "failed", "delivered"]}),
+              Query("after", {"type": "string", "maxLength": 4096}),
+              Query("limit", {"type": "integer", "minimum": 1, "maximum": 500}))),
+    Op("POST", "manage/organizations/{org_id}/deliveries/{delivery_id}/replay", "Deliver an event again",
+       "Replayed", errors=(404,), body_required=False),
+    Op("PUT", "manage/organizations/{org_id}/config", "The organization's event endpoint (the secret is stored "
+       "sealed and never returned)", "TrackerConfig", body="TrackerConfigRequest"),
+    Op("GET", "manage/organizations/{org_id}/config", "The organization's event endpoint", "TrackerConfig"),
     Op("GET", "manage/organizations/{org_id}/repositories/{repo_id}", "A repository", "Repository",
        errors=(404,)),
     Op("PUT", "manage/organizations/{org_id}/users/{user_id}", "Create or replace a user", "User",
