@@ -33,6 +33,8 @@ _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 5, "r
 MAX_VISIBILITY = 7 * 24 * 3600 - 1  # seconds; Azure Storage queues refuse longer
 _lock = threading.Lock()
 _known_tables: set[tuple[int, str]] = set()
+_tables: dict[tuple[int, str], TableClient] = {}
+_queues: dict[tuple[int, str], QueueClient] = {}
 _known_queues: set[tuple[int, str]] = set()
 
 
@@ -69,10 +71,17 @@ def _queue_service(config: Settings) -> QueueServiceClient:
 
 
 def table(name: str) -> TableClient:
-    """The client of table `name`, created in storage on first use in this process."""
+    """The client of table `name` (one per process), the table created in storage on first use.
+
+    Clients are built once and shared: building one relinks the service's shared pipeline policies,
+    which races with requests other threads are sending through them.
+    """
     service = _table_service(settings())
-    client = service.get_table_client(name)
     key = (id(service), name)
+    with _lock:
+        client = _tables.get(key)
+        if client is None:
+            client = _tables[key] = service.get_table_client(name)
     if key not in _known_tables:
         with translated(), contextlib.suppress(ResourceExistsError):
             service.create_table(name)
@@ -82,10 +91,13 @@ def table(name: str) -> TableClient:
 
 
 def queue(name: str) -> QueueClient:
-    """The client of queue `name` (base64 message encoding, as the Functions host expects)."""
+    """The client of queue `name` (one per process; base64 message encoding, as the Functions host expects)."""
     service = _queue_service(settings())
-    client = service.get_queue_client(name, message_encode_policy=TextBase64EncodePolicy())
     key = (id(service), name)
+    with _lock:
+        client = _queues.get(key)
+        if client is None:
+            client = _queues[key] = service.get_queue_client(name, message_encode_policy=TextBase64EncodePolicy())
     if key not in _known_queues:
         with translated(), contextlib.suppress(ResourceExistsError):
             client.create_queue()
@@ -125,6 +137,8 @@ def reset() -> None:
     with _lock:
         _known_tables.clear()
         _known_queues.clear()
+        _tables.clear()
+        _queues.clear()
 
 
 @contextlib.contextmanager

@@ -178,7 +178,8 @@ def test_a_check_that_was_running_during_the_uninstall_leaves_no_hook(recording_
     svc.store.integrations.update(world.account_id, lambda current: replace(current, status="disabled"))
 
     # ...while the check, finding that hook gone, creates a new one: it must not keep it.
-    lifecycle._replace(svc, seen_active, world.client(), "missing", now=time.time(), org_id=world.org_id)
+    lifecycle._replace(svc, seen_active, world.client(), "missing", now=time.time(), org_id=world.org_id,
+                       orgs=[world.org_id])
 
     assert world.hook_ids() == {seen_active.subscription_id}
     assert svc.store.integrations.get(world.account_id).subscription_id == seen_active.subscription_id  # type: ignore[union-attr]

@@ -117,7 +117,7 @@ def seed(bundle: Bundle, sandbox: Any, uid: str) -> tuple[dict[str, list[str]], 
 
 @pytest.mark.slow
 def test_fuzzing_finds_no_crash_no_secret_and_no_change_from_a_rejected_request(sandbox_ado: Any, uid: str) -> None:
-    with private_bundle() as (bundle, _):
+    with private_bundle() as (bundle, _, _):
         known, secrets = seed(bundle, sandbox_ado, uid)
         before = stored_state()  # the snapshot does see a change (the group's row and activity)
         assert bundle.api("PATCH", f"manage/organizations/{known['org_id'][0]}/groups/g1", {"status": "resolved"})[0] \
