@@ -5,7 +5,7 @@ parameters, each bound by name in the route's own function (so mypy checks every
 grouped by what they manage; each module registers its routes on the one blueprint.
 """
 
-from manage_http import integrations, records  # noqa: F401  (registers the routes)
+from manage_http import integrations, reconcile_routes, records  # noqa: F401  (registers the routes)
 from manage_http.common import bp
 
 __all__ = ["bp"]

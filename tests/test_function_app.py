@@ -20,6 +20,7 @@ HTTP = {
     "manage_issue_create": ("manage/integrations/{account_id}/organizations/{org_id}/issues", ["POST"]),
     "manage_issue_link": ("manage/integrations/{account_id}/organizations/{org_id}/issues/link", ["POST"]),
     "manage_search": ("manage/integrations/{account_id}/search", ["GET"]),
+    "manage_integration_reconcile": ("manage/integrations/{account_id}/reconcile", ["POST"]),
     "manage_user_put": ("manage/organizations/{org_id}/users/{user_id}", ["PUT"]),
     "manage_user_get": ("manage/organizations/{org_id}/users/{user_id}", ["GET"]),
     "manage_group_put": ("manage/organizations/{org_id}/groups/{group_id}", ["PUT"]),

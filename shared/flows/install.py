@@ -156,6 +156,8 @@ def view(state: IntegrationState) -> dict[str, Any]:
         },
         "organizations": [_link_view(link) for link in state.links],
         "problem": item.problem,
+        "last_reconciled": iso_time(item.last_reconciled),
+        "repaired": item.repaired,
     }
 
 
@@ -209,10 +211,12 @@ def _verify_organization(client: AdoClient, account_id: str) -> None:
 
 
 def _save_integration(svc: Services, new: Integration) -> Integration:
-    """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery)."""
+    """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery,
+    and the reconciliation watermark)."""
 
     def mutate(current: Integration) -> Integration:
-        return replace(new, last_delivery=current.last_delivery or new.last_delivery)
+        return replace(new, last_delivery=current.last_delivery or new.last_delivery,
+                       last_reconciled=current.last_reconciled, repaired=current.repaired)
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:
