@@ -384,8 +384,9 @@ class SandboxAdo:
         """Arm a fault for API requests: "429" (with Retry-After), "500", "503", "slow", "drop", "timeout"."""
         self.faults.inject(kind, times=times, rate=rate, path_contains=path_contains, retry_after=retry_after)
 
-    def clear_faults(self) -> None:
-        self.faults.clear()
+    def clear_faults(self, path_contains: str | None = None) -> None:
+        """Disarm every fault, or only those injected with this `path_contains`."""
+        self.faults.clear(path_contains)
 
     @property
     def calls(self) -> list[dict[str, Any]]:
