@@ -13,7 +13,8 @@ Convergence rules:
 - While the push is in flight, its lease records the revision and value it writes, so the service
   hook of that write is recognised as the bundle's own even if it arrives first.
 - A message meeting another push's lease is never failed (the host would poison it after a few
-  tries): it is sent again, invisible until that lease ends.
+  tries): it is sent again, invisible until that lease ends. The push holding the lease, when it
+  ends and the group has changed meanwhile, queues the newer version at once.
 
 Storage round trips for a status push: the integration partition, the group partition, the lease,
 and one transaction recording the result with the lease released. Error policy: transient failures
@@ -42,6 +43,7 @@ from shared.core.errors import (
     BundleError,
     IdentityInvalid,
     TransientError,
+    clamp_retry_after,
 )
 from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
@@ -162,7 +164,8 @@ def _claim(job: _Job, state: GroupState, version: int) -> tuple[GroupState, str]
     # Another push holds the lease: come back when it ends, rather than fail towards the poison queue.
     delay = float(outcome[0])
     svc.send(plan.QUEUE, plan.message(job.msg.kind, claimed.links[(job.msg.integration_id, job.msg.key)]
-                                      if claimed else _link_of(state, job), version), delay=max(1.0, delay + 1.0))
+                                      if claimed else _link_of(state, job), version),
+             delay=clamp_retry_after(delay + 1.0))
     log.info("outbound.lease_held", extra={**job.extra(), "delay": round(delay, 1)})
     return None
 
@@ -299,17 +302,24 @@ def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) 
     """Release the lease in one transaction with the result: the version pushed (only when the push
     completed), the revision written marked as the bundle's own, and the activity."""
     pushed_version = state.group.version
+    newer: list[Link] = []
 
     def decide(current: GroupState | None) -> GroupChange:
+        newer.clear()
         if current is None:
             return GroupChange()
         push = current.pushes.get(job.push_key)
         if push is None or push.lease != token:
             return GroupChange()  # our lease expired and another push took over
+        link = current.links.get((job.msg.integration_id, job.msg.key))
+        group = current.group
+        source = group.status_source if job.msg.kind == "status" else group.assignment_source
+        if outcome is not None and link is not None and group.version > pushed_version \
+                and source != job.msg.integration_id:
+            newer.append(link)
         done = replace(push, lease=None, lease_until=0.0, planned=None,
                        pushed=max(push.pushed, pushed_version) if outcome is not None else push.pushed)
         change = GroupChange(pushes=[done])
-        link = current.links.get((job.msg.integration_id, job.msg.key))
         if outcome is not None:
             change.activity += [outcome.activity] if outcome.activity else []
             if outcome.failure and outcome.activity:
@@ -325,4 +335,11 @@ def _finish(job: _Job, state: GroupState, token: str, outcome: _Outcome | None) 
                 change.links = [marked] if marked != link else []
         return change
 
-    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=state)
+    after = flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=state)
+    if newer and after is not None:
+        # The group changed while this push held the lease (that change's message waits for the lease's
+        # end): push it now rather than minutes later; the delayed message then finds nothing to do.
+        try:
+            job.svc.send(plan.QUEUE, plan.message(job.msg.kind, newer[0], after.group.version))
+        except TransientError:
+            log.warning("outbound.follow_up_not_sent", extra=job.extra())
