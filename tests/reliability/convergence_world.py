@@ -212,11 +212,11 @@ class World:
     def collect_hooks(self) -> None:
         self.hooks += self.sandbox.take_held_deliveries(self.org)
 
-    def deliver(self, hook: dict[str, Any]) -> bool:
+    def deliver(self, hook: dict[str, Any], svc: Services | None = None) -> bool:
         """POST one delivery to the webhook flow; True when it was accepted (else Azure DevOps retries)."""
         headers = {name.lower(): value for name, value in hook["headers"].items()}
         try:
-            return inbound.handle(self.svc, json.dumps(hook["payload"]).encode(), headers).status == 200
+            return inbound.handle(svc or self.svc, json.dumps(hook["payload"]).encode(), headers).status == 200
         except TransientError:
             return False
 

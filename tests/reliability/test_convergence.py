@@ -166,21 +166,42 @@ class Run:
             return
         method = "update_work_item" if kind == "update" else rng.choice(("get_work_item", "get_work_items"))
         when, action = rng.choice((("before", unavailable), ("after", timed_out)))
-        self.note(f"fault {method} {when}")
-        world.ado.plan.setdefault(method, []).append((when, action))
+        times = 6 if rng.random() < 0.25 else 1  # six: a message gives up (poison) before Azure DevOps is back
+        self.note(f"fault {method} {when} x{times}")
+        world.ado.plan.setdefault(method, []).extend([(when, action)] * times)
+        if times > 1:  # the outage lasts while the host retries: messages end in the poison queue
+            world.queue.drain(rng)
+            world.ado.plan.pop(method, None)
+
+    def race(self) -> None:
+        """Two messages for one push at once: the second runs while the first is writing."""
+        linked = self.linked()
+        if not linked:
+            return
+        group, key = self.rng.choice(linked)
+        state = self.world.svc.store.groups.read(self.world.org_id, group)
+        assert state is not None
+        kind = self.rng.choice(plan.KINDS)
+        self.note(f"race {group} {kind}")
+        self.world.ado.plan.setdefault("update_work_item", []).insert(
+            0, (self.rng.choice(("before", "after")), self.contend))
+        self.world.queue.send(plan.QUEUE, plan.message(kind, state.links[(self.world.account_id, key)],
+                                                       state.group.version))
+        self.world.queue.run(self.world.queue.messages[-1])
 
     def during(self) -> None:
         """Something happens while the next PATCH (or read) is in flight: the call is slow."""
         world, rng = self.world, self.rng
         method = rng.choice(("update_work_item", "update_work_item", "get_work_item"))
         when = rng.choice(("before", "after"))
-        choice = rng.choice(("edit", "hooks", "contend", "lease_end", "tracker"))
+        choice = rng.choice(("edit", "hooks", "contend", "lease_end", "tracker", "reconcile"))
         actions: dict[str, Callable[[], None]] = {
             "edit": self.ado_edit,
             "hooks": self.deliver_all,
             "contend": self.contend,
             "lease_end": lambda: world.clock.advance(200),
             "tracker": self.tracker_change,
+            "reconcile": self.check_now,
         }
         self.note(f"during {method} {when}: {choice}")
         world.ado.plan.setdefault(method, []).append((when, actions[choice]))
@@ -210,6 +231,27 @@ class Run:
         self.note("subscription check")
         self.world.check()
 
+    def check_now(self) -> None:
+        """A subscription check (and its reconciliation) runs now, through the host's queue policy."""
+        self.world.check()
+        self.world.queue.run(self.world.queue.messages[-1])
+
+    def hook_with_storage_failing(self) -> None:
+        """A delivery meets a storage failure (before or after its write): the webhook answers 503 and
+        Azure DevOps delivers it again."""
+        world, rng = self.world, self.rng
+        world.collect_hooks()
+        if not world.hooks:
+            return
+        hook = rng.choice(world.hooks)
+        at, after = rng.randint(1, 2), rng.random() < 0.5
+        self.note(f"hook rev {hook['payload'].get('resource', {}).get('rev')} with storage failing at write {at} "
+                  f"({'after' if after else 'before'})")
+        failing = replace(world.svc, store=replace(world.svc.store, groups=FailingGroupStore(
+            world.svc.store.groups, at=at, after=after)))
+        if world.deliver(hook, failing):
+            world.hooks.remove(hook)
+
     # -- the whole interleaving ----------------------------------------------------------------
 
     def play(self) -> list[str]:
@@ -218,7 +260,8 @@ class Run:
             self.create(group, faults=True)
         steps = [self.tracker_change] * 5 + [self.ado_edit] * 4 + [lambda: self.ado_edit(unrelated=True)] + \
             [self.run_messages] * 6 + [self.advance] * 2 + [self.hooks] * 5 + [self.ado_fault] * 2 + \
-            [self.during] * 3 + [self.contend, self.check, self.storage_fault]
+            [self.during] * 3 + [self.race] * 2 + [self.contend, self.check, self.storage_fault,
+                                                   self.hook_with_storage_failing]
         for _ in range(rng.randint(*STEPS)):
             rng.choice(steps)()
         self.quiesce()
