@@ -34,8 +34,8 @@ FIELDS = ["System.Id", "System.Rev", "System.State", "System.AssignedTo", "Syste
 
 @dataclass(frozen=True)
 class Result:
-    checked: int
-    repaired: int
+    checked: int  # work items read (changed since the watermark)
+    repaired: int  # links brought back in sync: a change applied, or a push queued again
 
 
 def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink]) -> Result:
@@ -58,7 +58,7 @@ def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink])
         as_of = answered if as_of is None else as_of
     # The watermark is Azure DevOps' own time of the first query: the host's clock never matters.
     started = as_of if as_of is not None else started
-    repaired = 0
+    fixed: set[tuple[str, str, str]] = set()  # the links (org, group, work item) this pass repaired
     for item in client.get_work_items(changed_ids, FIELDS):
         key = str(item.get("id"))
         rev = item.get("rev")
@@ -67,10 +67,12 @@ def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink])
             state = svc.store.groups.read(org_id, group_id)
             if state is not None and _apply(svc, integration, active[org_id], state, key,
                                             rev if isinstance(rev, int) else 0, state_value, assignee_value):
-                repaired += 1
+                fixed.add((org_id, group_id, key))
     for key, groups in targets.items():
         for org_id, group_id in groups:
-            repaired += _push_missed(svc, active[org_id], org_id, group_id, key)
+            if _push_missed(svc, active[org_id], org_id, group_id, key):
+                fixed.add((org_id, group_id, key))
+    repaired = len(fixed)
     svc.store.integrations.update(integration.account_id,
                                   lambda cur: replace(cur, last_reconciled=started, repaired=repaired))
     log.info("reconcile.done", extra={"account_id": integration.account_id, "checked": len(changed_ids),
