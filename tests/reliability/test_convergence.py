@@ -346,7 +346,7 @@ def test_every_interleaving_converges(sandbox_ado: Any) -> None:
 
 # One interleaving by default (each waits out two quiet periods of the real visibilityTimeout);
 # CONVERGENCE_DEVHOST_RUNS=n runs n.
-DEVHOST_RUNS = tuple(range(1001, 1001 + int(os.environ.get("CONVERGENCE_DEVHOST_RUNS", "1"))))
+DEVHOST_RUNS = tuple(range(1002, 1002 + int(os.environ.get("CONVERGENCE_DEVHOST_RUNS", "1"))))
 VISIBILITY = host_queue_options()[0]
 
 
@@ -370,21 +370,29 @@ def test_interleavings_through_the_devhost_converge(bundle: Any, sandbox_ado: An
     pending: list[dict[str, Any]] = []
     group_path = f"manage/organizations/{org.tracker_org}/groups/g1"
     users = {"ann": org.email}
+    trace: list[str] = []
     try:
-        for _ in range(rng.randint(6, 10)):
+        kinds = ("tracker", "ado", "hook", "fault", "pause")
+        script = ["tracker", "tracker", "ado", "ado", "hook", "hook", "hook", "fault", "pause",
+                  *rng.choices(kinds, k=4)]
+        rng.shuffle(script)
+        for step in script:
             pending += sandbox_ado.take_held_deliveries(org.name)
-            step = rng.choice(("tracker", "tracker", "ado", "ado", "hook", "hook", "hook", "fault", "pause"))
+            trace.append(step)
             if step == "tracker":
                 change = rng.choice(({"status": "resolved"}, {"status": "unresolved"}, {"assignee": "ann"},
                                      {"assignee": None}))
                 assert bundle.api("PATCH", group_path, change)[0] == 200
+                trace[-1] += f" {change}"
             elif step == "ado":
                 edit = rng.choice(({"state": "Resolved"}, {"state": "Active"}, {"state": "Closed"},
                                    {"assigned_to": org.email}, {"assigned_to": None}, {"title": "edited"}))
                 sandbox_ado.update_work_item(org.name, int(key), **edit)
+                trace[-1] += f" {edit}"
             elif step == "hook" and pending:
                 op = rng.choice(("first", "any", "twice", "drop"))
                 hook = pending[0] if op == "first" else rng.choice(pending)
+                trace[-1] += f" {op} rev {hook['payload'].get('resource', {}).get('rev')}"
                 if op != "twice":
                     pending.remove(hook)
                 if op != "drop" and _post_hook(bundle, hook) != 200:
@@ -425,8 +433,9 @@ def test_interleavings_through_the_devhost_converge(bundle: Any, sandbox_ado: An
         email = str(item.get("System.AssignedTo") or "").rsplit("<", 1)[-1].rstrip(">").lower()
         expected = ("resolved" if item["System.State"] in ("Resolved", "Closed") else "unresolved",
                     next((u for u, e in users.items() if e.lower() == email), None))
-        assert (group["status"], group["assignee"]) == expected, (group, item)
+        assert (group["status"], group["assignee"]) == expected, (group, item, trace)
         assert [link["key"] for link in group["links"]] == [key]
+        print(f"\ndevhost interleaving {seed}: {trace}")
     finally:
         sandbox_ado.hold_deliveries(org.name, False)
         sandbox_ado.clear_faults(f"/{org.name}/_apis/wit/workitems/")
