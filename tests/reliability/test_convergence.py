@@ -2,15 +2,22 @@
 and one reconciliation leave every group equal to its work item, and no group with two work items.
 
 Each interleaving is generated from a seed (`random.Random(seed)`: the same seed replays the same
-run) over two groups of a fresh sandbox organization: tracker changes of status and assignee,
-Azure DevOps edits of State, assignee and unrelated fields, hook deliveries dropped, delivered
-twice or out of order, ADO calls failing before or after they took effect (a timeout), slow calls
-overtaken by an edit, a hook, a second push of the same link (lease contention) or the lease's end,
-storage failing in the middle of a create, subscription checks, and queue messages run in any
-order with the Functions host's retry timing (host.json `visibilityTimeout`, `maxDequeueCount`;
-virtual time, see convergence_world.py). Then: the queues drain, Azure DevOps delivers what it
+run) over one or two groups of a fresh sandbox organization: tracker changes of status and
+assignee; Azure DevOps edits of State (often done → done, sometimes two in a row), assignee and
+unrelated fields; hook deliveries lost, delivered twice or out of order; ADO calls failing before
+or after they took effect (a timeout), outages long enough to poison messages; slow calls
+overtaken by an edit, a hook, a tracker change, a second push of the same link (lease
+contention), a reconciliation, or the lease's end; storage failing in the middle of a create, a
+push or a delivery; subscription checks; and queue messages run in any order with the Functions
+host's retry timing (host.json `visibilityTimeout` and `maxDequeueCount`, in virtual time: see
+convergence_world.py). Then: creates are retried, the queues drain, Azure DevOps delivers what it
 still owes, one subscription check reconciles, the queues drain again, and every group is compared
-with its work item. `CONVERGENCE_RUNS` sets the number of interleavings (default 200).
+with its work item. Interleavings run eight at a time, each on its own organization.
+
+`CONVERGENCE_RUNS` (default 200), `CONVERGENCE_FIRST_SEED` and `CONVERGENCE_WORKERS` choose the
+seeds; `CONVERGENCE_NO_RECONCILE=1` leaves the reconciliation out, to see what it repairs. The last
+test runs a seeded interleaving through the devhost itself (HTTP routes, Azurite queues, host.json
+as shipped).
 """
 
 from __future__ import annotations
