@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +27,7 @@ from shared import compose
 from shared.compose import Services
 from shared.core import outbound as plan
 from shared.core.errors import AdoServerError, AdoTimeout, StorageUnavailable, TransientError
-from shared.core.models import Identity, Integration, OrgLink, User
+from shared.core.models import Group, Identity, Integration, OrgLink, User
 from shared.core.secrets import hash_secret
 from shared.core.workitems import marker
 from shared.flows import inbound, jobs, lifecycle, outbound, workitems
@@ -35,6 +37,11 @@ SECRET = "convergence-" + "d" * 52
 DONE = ("Resolved", "Closed")
 USERS = {"ann": "ann@example.com", "bob": "bob@example.com"}
 WEBHOOK = "https://sync.example.test/api/vsts/issue-updated"
+# One tracker organization (and its users) for every interleaving of a test session: each interleaving
+# has its own integration, organization link and groups.
+TRACKER_ORG = f"cvorg{uuid.uuid4().hex[:10]}"
+_users_put: list[bool] = []
+_users_lock = threading.Lock()
 
 
 def host_queue_options() -> tuple[float, int]:
@@ -116,12 +123,14 @@ class Faulty:
     def __init__(self, connector: Callable[[Integration], Any], clock: Clock) -> None:
         self._connector = connector
         self._clock = clock
+        self._client: Any = None
         self.plan: dict[str, list[tuple[str, Callable[[], None]]]] = {}
 
     def __call__(self, integration: Integration) -> Any:
-        client = self._connector(integration)
-        client._sleep = self._clock.advance  # a retry's wait passes in virtual time
-        return _FaultyClient(client, self)
+        if self._client is None:  # one client (a PAT never needs refreshing): no identity read per call
+            self._client = self._connector(integration)
+            self._client._sleep = self._clock.advance  # a retry's wait passes in virtual time
+        return _FaultyClient(self._client, self)
 
 
 class _FaultyClient:
@@ -197,7 +206,7 @@ class World:
 
     @property
     def org_id(self) -> str:
-        return self.uid
+        return TRACKER_ORG
 
     def key(self, group_id: str) -> str | None:
         """The group's work item id once it is linked (a link never changes in these runs)."""
@@ -274,16 +283,17 @@ def build(sandbox: Any, uid: str, now: float, *, groups: int) -> World:
                                         subscription_id=hook.data["id"], subscription_status="enabled",
                                         secret_hash=hash_secret(SECRET)))
     store.integrations.save_identity(account_id, Identity(kind="pat", access_token=pat))
-    store.integrations.save_org_link(OrgLink(account_id=account_id, org_id=uid, config={
+    store.integrations.save_org_link(OrgLink(account_id=account_id, org_id=TRACKER_ORG, config={
         "sync_status_forward": {project_id: {"on_resolve": "Resolved", "on_unresolve": "Active"}},
         "sync_status_reverse": True, "sync_forward_assignment": True, "sync_reverse_assignment": True}))
-    for user_id, email in USERS.items():
-        store.users.put(User(org_id=uid, user_id=user_id, emails=[email], projects=["p1"]))
-    names = [f"g{n}" for n in range(1, groups + 1)]
-    from shared.core.models import Group
-
+    with _users_lock:
+        if not _users_put:
+            for user_id, email in USERS.items():
+                store.users.put(User(org_id=TRACKER_ORG, user_id=user_id, emails=[email], projects=["p1"]))
+            _users_put.append(True)
+    names = [f"g{n}-{uid}" for n in range(1, groups + 1)]
     for name in names:
-        store.groups.put(Group(org_id=uid, group_id=name, project_id="p1", title=f"Boom {name}"))
+        store.groups.put(Group(org_id=TRACKER_ORG, group_id=name, project_id="p1", title=f"Boom {name}"))
     return World(sandbox, uid, clock, queue, ado, svc, org, account_id, project_id, names)
 
 
