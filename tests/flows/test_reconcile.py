@@ -268,3 +268,29 @@ def test_post_reconcile_of_an_unknown_integration_is_404(world: World) -> None:
     with pytest.raises(NotFound):
         lifecycle.request_reconcile(world.svc, "no-such-account")
     assert world.svc.send.sent == []  # type: ignore[attr-defined]
+
+
+def test_the_route_answers_202_and_checks_the_key_and_the_integration(world: World, env: pytest.MonkeyPatch) -> None:
+    import azure.functions as func
+    from conftest import StubContext
+
+    from manage_http.reconcile_routes import manage_integration_reconcile
+
+    env.setenv("MANAGE_API_KEY", "reconcile-key-0123456789")
+
+    def post(account_id: str, key: str | None = "reconcile-key-0123456789") -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        request = func.HttpRequest("POST", f"http://localhost/api/manage/integrations/{account_id}/reconcile",
+                                   headers=headers, route_params={"account_id": account_id}, body=b"")
+        response = manage_integration_reconcile(request, StubContext())
+        return response.status_code, json.loads(response.get_body() or b"null")
+
+    assert post(world.account_id, key=None)[0] == 401
+    assert post("no-such-account")[0] == 404
+    status, body = post(world.account_id)
+    assert status == 202
+    assert body["queued"] == {"queue": "subscription-check", "integration_id": world.account_id,
+                              "organization_id": world.org_id}
+    world.svc.store.integrations.save_org_link(OrgLink(account_id=world.account_id, org_id=world.org_id,
+                                                       status="disabled"))
+    assert post(world.account_id)[0] == 409  # no active organization link: nothing to reconcile
