@@ -12,6 +12,7 @@ from manage_http import (  # noqa: F401  (each module registers its routes)
     integrations,
     lifecycle_routes,
     openapi,
+    reconcile_routes,
     records,
     security_routes,
 )

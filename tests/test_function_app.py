@@ -28,6 +28,7 @@ HTTP = {
     "manage_ado_areas": ("manage/integrations/{account_id}/projects/{project}/areas", ["GET"]),
     "manage_ado_iterations": ("manage/integrations/{account_id}/projects/{project}/iterations", ["GET"]),
     "manage_ado_users": ("manage/integrations/{account_id}/users", ["GET"]),
+    "manage_integration_reconcile": ("manage/integrations/{account_id}/reconcile", ["POST"]),
     "manage_user_put": ("manage/organizations/{org_id}/users/{user_id}", ["PUT"]),
     "manage_user_get": ("manage/organizations/{org_id}/users/{user_id}", ["GET"]),
     "manage_group_put": ("manage/organizations/{org_id}/groups/{group_id}", ["PUT"]),

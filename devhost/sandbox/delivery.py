@@ -1,5 +1,8 @@
 """Background delivery of service-hook notifications, like ADO's: in order, after the API call returns.
 
+For an organization put on hold, notifications are kept instead, for a test to deliver itself (in
+any order, twice, or never).
+
 Does network I/O (HTTP POSTs to subscribers). Transient answers (408/502/503/504, connection
 errors, timeouts) are retried a few times quickly; the final outcome goes to `State.delivery_result`.
 """
@@ -31,6 +34,7 @@ class Deliverer:
         self.transient_retries = transient_retries
         self.backoff = backoff
         self.deliveries: list[dict[str, Any]] = []
+        self.held: dict[str, list[Job]] = {}  # org → notifications kept for the test to deliver
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._pending = 0
         self._idle = threading.Condition()
@@ -53,8 +57,28 @@ class Deliverer:
 
     def enqueue(self, job: Job) -> None:
         with self._idle:
+            if job.org in self.held:
+                self.held[job.org].append(job)
+                return
             self._pending += 1
         self._queue.put(job)
+
+    def hold(self, org: str, held: bool = True) -> None:
+        """Keep the notifications of `org` instead of sending them (a test then drops, duplicates,
+        reorders or delays them itself, see `take_held`); `held=False` sends again from now on."""
+        with self._idle:
+            if held:
+                self.held.setdefault(org.lower(), [])
+            else:
+                self.held.pop(org.lower(), None)
+
+    def take_held(self, org: str) -> list[Job]:
+        """The notifications of `org` kept since the last call, oldest first."""
+        with self._idle:
+            jobs = self.held.get(org.lower(), [])
+            if org.lower() in self.held:
+                self.held[org.lower()] = []
+            return jobs
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

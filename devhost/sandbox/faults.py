@@ -45,9 +45,10 @@ class Faults:
         with self._lock:
             self._faults.append(Fault(kind, times, rate, path_contains, retry_after))
 
-    def clear(self) -> None:
+    def clear(self, path_contains: str | None = None) -> None:
+        """Disarm every fault, or only those armed for `path_contains`."""
         with self._lock:
-            self._faults.clear()
+            self._faults = [f for f in self._faults if path_contains is not None and f.path_contains != path_contains]
 
     def take(self, path: str) -> Fault | None:
         """The fault to apply to a request for `path` (and use up one of its `times`), if any."""

@@ -6,6 +6,7 @@ delivers service-hook notifications from a background thread.
 
 from __future__ import annotations
 
+import base64
 import logging
 import shutil
 import ssl
@@ -383,8 +384,9 @@ class SandboxAdo:
         """Arm a fault for API requests: "429" (with Retry-After), "500", "503", "slow", "drop", "timeout"."""
         self.faults.inject(kind, times=times, rate=rate, path_contains=path_contains, retry_after=retry_after)
 
-    def clear_faults(self) -> None:
-        self.faults.clear()
+    def clear_faults(self, path_contains: str | None = None) -> None:
+        """Disarm every fault, or only those injected with this `path_contains`."""
+        self.faults.clear(path_contains)
 
     @property
     def calls(self) -> list[dict[str, Any]]:
@@ -400,6 +402,23 @@ class SandboxAdo:
     def deliveries(self) -> list[dict[str, Any]]:
         """Delivery attempts: subscription_id, url, status or error, event_id, work_item_id, rev, attempt."""
         return list(self.deliverer.deliveries)
+
+    def hold_deliveries(self, org: str, held: bool = True) -> None:
+        """Keep `org`'s service-hook notifications instead of sending them (`held=False`: send again)."""
+        self.deliverer.hold(org, held)
+
+    def take_held_deliveries(self, org: str) -> list[dict[str, Any]]:
+        """The notifications kept for `org` since the last call, oldest first: `payload`, `url`, `headers`
+        (with the basic-auth `Authorization` the subscription asks for), `subscription_id`."""
+        found = []
+        for job in self.deliverer.take_held(org):
+            headers = dict(job.headers)
+            if job.username or job.password:
+                token = base64.b64encode(f"{job.username}:{job.password}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
+            found.append({"payload": job.payload, "url": job.url, "headers": headers,
+                          "subscription_id": job.subscription_id})
+        return found
 
     def reset_deliveries(self) -> None:
         self.deliverer.deliveries.clear()

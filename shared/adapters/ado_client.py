@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -259,10 +260,16 @@ class AdoClient(DiscoveryCalls):
 
     def query_ids(self, wiql: str, project: str | None = None) -> list[int]:
         """Ids of the work items a WIQL query selects (a read: retried like one); dates compared to the second."""
+        return self.query_ids_as_of(wiql, project)[0]
+
+    def query_ids_as_of(self, wiql: str, project: str | None = None) -> tuple[list[int], float | None]:
+        """`query_ids`, with Azure DevOps' own time of the answer (`asOf`, unix seconds; None if absent):
+        a watermark in the server's clock, never the function host's."""
         url = path(Api.PROJECT_WIQL, project=project) if project else Api.WIQL
         answer = self.request("POST", url, params={"timePrecision": "true"}, json={"query": wiql}, retry=True)
         items = answer.get("workItems") if isinstance(answer, dict) else None
-        return [int(i["id"]) for i in items or [] if isinstance(i, dict) and isinstance(i.get("id"), int)]
+        ids = [int(i["id"]) for i in items or [] if isinstance(i, dict) and isinstance(i.get("id"), int)]
+        return ids, _as_of(answer.get("asOf") if isinstance(answer, dict) else None)
 
     def get_work_items(self, ids: list[int], fields: list[str] | None = None) -> list[dict[str, Any]]:
         """The work items with these ids, 200 per call; ids that no longer exist are left out."""
@@ -371,6 +378,13 @@ class AdoClient(DiscoveryCalls):
         if not url:
             raise unavailable(self.endpoints)
         return url
+
+
+def _as_of(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _values(body: Any) -> list[dict[str, Any]]:

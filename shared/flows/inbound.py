@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Literal
 
 from shared.compose import Services
@@ -29,7 +30,7 @@ from shared.core import overlap, sync, validate, webhook
 from shared.core.comments import WORKITEM_COMMENTED, parse_commented
 from shared.core.errors import AdoError, AdoUnavailable, IdentityInvalid, InvalidInput, TransientError, Unauthorized
 from shared.core.keys import check_id
-from shared.core.models import GroupChange, GroupState, Integration, OrgLink
+from shared.core.models import GroupChange, GroupState, Integration, Link, OrgLink
 from shared.core.reply import Reply
 from shared.core.secrets import matches
 from shared.flows import comments_inbound, events, server_users, states
@@ -126,17 +127,17 @@ def apply_observation(svc: Services, integration: Integration, org_link: OrgLink
     link = state.links.get((integration.account_id, key))
     if link is None:
         return False
-    action: sync.Action | None = None
-    if observed.state is not None and org_link.flag("sync_status_reverse"):
-        override = _override(org_link, project or link.project_id)
-        done = [] if override is not None else _done_states(svc, integration, project or link.project_id,
-                                                            wit or link.work_item_type)
-        action = _status_action(observed, done, override)
+    synced = observed.state is not None and org_link.flag("sync_status_reverse")
+    override = _override(org_link, project or link.project_id) if synced else None
+    done = [] if not synced or override is not None else _done_states(
+        svc, integration, project or link.project_id, wit or link.work_item_type)
     email: str | Literal[False] | None = False if observed.assignee is None else (observed.assignee or None)
     assignee, note = _assignee_for(svc, integration, org_link, state.group.project_id, state.group.org_id, email)
     changed: list[bool] = []
 
     def decide(current: GroupState | None) -> GroupChange:
+        known = current.links.get((integration.account_id, key)) if current else None
+        action = _action(observed, known, done, override) if synced else None
         change = sync.decide_inbound(integration.account_id, key, observed, action, assignee, note, svc.clock(),
                                      current, strategy=org_link.config.get("resolution_strategy"))
         changed[:] = [bool(change)]
@@ -217,6 +218,17 @@ def _done_states(svc: Services, integration: Integration, project: str | None, w
         log.warning("webhook.states.unavailable",
                     extra={"account_id": integration.account_id, "error": type(error).__name__})
         raise TransientError("Work item states are unavailable; retry later") from error
+
+
+def _action(observed: sync.Observed, link: Link | None, done: list[str], override: dict[str, list[str]] | None
+            ) -> sync.Action:
+    """The status action of a State change: the delivery's own `old → new`, else the change since the
+    State the bundle last knew (a delivery in between may have been lost: Active → [Resolved, lost] →
+    Closed must still resolve, or the group would never follow)."""
+    action = _status_action(observed, done, override)
+    if action != "noop" or link is None or link.state_value is None or observed.rev <= link.state_rev:
+        return action
+    return _status_action(replace(observed, state_old=link.state_value), done, override)
 
 
 def _status_action(observed: sync.Observed, done: list[str], override: dict[str, list[str]] | None

@@ -197,6 +197,8 @@ def view(state: IntegrationState) -> dict[str, Any]:
         "comment_subscription": {"id": item.comment_subscription_id, "status": item.comment_subscription_status},
         "organizations": [_link_view(link) for link in state.links],
         "problem": item.problem,
+        "last_reconciled": iso_time(item.last_reconciled),
+        "repaired": item.repaired,
     }
 
 
@@ -276,7 +278,8 @@ def _verify_organization(client: AdoClient, account_id: str, identity: Identity)
 
 
 def _save_integration(svc: Services, new: Integration, *, old_delivers: bool) -> Integration:
-    """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery)."""
+    """Write the integration; an existing row is updated under its ETag (keeps a concurrent last_delivery,
+    and the reconciliation watermark)."""
 
     now = svc.clock()
 
@@ -288,7 +291,8 @@ def _save_integration(svc: Services, new: Integration, *, old_delivers: bool) ->
                                                              old_delivers=old_delivers),
                        comment_subscription_id=current.comment_subscription_id,
                        comment_secret_hash=current.comment_secret_hash,
-                       comment_subscription_status=current.comment_subscription_status)
+                       comment_subscription_status=current.comment_subscription_status,
+                       last_reconciled=current.last_reconciled, repaired=current.repaired)
 
     saved = svc.store.integrations.update(new.account_id, mutate)
     if saved is None:

@@ -17,6 +17,9 @@ and the observed status; a problem is recorded in `problem` and cleared when hea
 the recorded status is told to every active tracker organization of the integration as an
 `integration.subscription_changed` event, written in the integration's outbox with the change. The
 check then does the same for the `workitem.commented` hook (`shared.flows.comment_hooks`).
+Then, unless a person disabled the hook, the check reconciles the integration
+(`shared.flows.reconcile`): what the hook never delivered is applied, and what never reached Azure
+DevOps is queued again.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ from shared.adapters.cache import KickoffProgress
 from shared.compose import Services
 from shared.core import events, hooks, overlap
 from shared.core import kickoff as plan
-from shared.core.errors import AdoError, ConfigError, IdentityInvalid, StorageUnavailable
+from shared.core.errors import AdoError, ConfigError, Conflict, IdentityInvalid, NotFound, StorageUnavailable
 from shared.core.events import Event
 from shared.core.keys import check_id
 from shared.core.models import Integration
+from shared.core.reply import Reply
 from shared.flows import comment_hooks, hook_swap
 from shared.flows import events as flow_events
 from shared.flows import hooks as ado_hooks
+from shared.flows import reconcile as reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,8 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
         log.warning("subscription_check.disabled_by_user", extra=context)
         _record(svc, account_id, orgs, subscription_status=observed.status, last_checked=now,
                 problem=USER_DISABLED)
+        comment_hooks.ensure(svc, account_id, client)
+        return  # sync from Azure DevOps is paused: nothing is reconciled either
     elif observed.status in hooks.REPLACEABLE or observed.status == hooks.MISSING:
         _replace(svc, integration, client, observed.status, now, org_id, orgs)
     else:
@@ -129,6 +136,40 @@ def check_subscription(svc: Services, message: dict[str, Any]) -> None:
         _record(svc, account_id, orgs, subscription_status=observed.status, last_checked=now,
                 problem=f"The service hook has an unknown status {observed.status!r}.")
     comment_hooks.ensure(svc, account_id, client)
+    _reconcile(svc, account_id, context)
+
+
+def _reconcile(svc: Services, account_id: str, context: dict[str, str]) -> None:
+    """Reconcile what the hook may have missed, after the check was recorded (nothing here undoes it).
+
+    A transient failure raises, so the message comes back and the (idempotent) check and pass run
+    again; a permanent one is logged, and the watermark stays where it was.
+    """
+    state = svc.store.integrations.read(account_id)
+    if state.integration is None or state.integration.status != "active":
+        return
+    try:
+        reconciliation.reconcile(svc, state.integration, state.links)
+    except (AdoError, IdentityInvalid) as error:
+        log.warning("subscription_check.reconcile_failed", extra={**context, "error": type(error).__name__})
+
+
+def request_reconcile(svc: Services, account_id: str) -> Reply:
+    """POST .../integrations/{account_id}/reconcile: queue a subscription check, which reconciles (202).
+
+    One check covers the whole integration (its one service hook, and every linked work item of its
+    active organization links), so one message is queued, for the first active organization link.
+    """
+    state = svc.store.integrations.read(check_id(account_id, "account_id"))
+    if state.integration is None or state.integration.status != "active":
+        raise NotFound(f"Integration {account_id} is not installed")
+    links = sorted((link for link in state.links if link.status == "active"), key=lambda link: link.org_id)
+    if not links:
+        raise Conflict("The integration has no active organization link: there is nothing to reconcile.")
+    message = plan.check_message(links[0])
+    svc.send(QUEUE, message)
+    log.info("reconcile.requested", extra={"account_id": account_id})
+    return Reply(status=202, body={"account_id": account_id, "queued": {"queue": QUEUE, **message}})
 
 
 def _replace(svc: Services, integration: Integration, client: AdoClient, observed: str, now: float,

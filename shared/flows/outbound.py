@@ -13,7 +13,8 @@ Convergence rules:
 - While the push is in flight, its lease records the revision and value it writes, so the service
   hook of that write is recognised as the bundle's own even if it arrives first.
 - A message meeting another push's lease is never failed (the host would poison it after a few
-  tries): it is sent again, invisible until that lease ends.
+  tries): it is sent again, invisible until that lease ends. The push holding the lease, when it
+  ends and the group has changed meanwhile, queues the newer version at once.
 
 Storage round trips for a status push: the integration partition, the group partition, the lease,
 and one transaction recording the result with the lease released. Error policy: transient failures
@@ -43,6 +44,7 @@ from shared.core.errors import (
     BundleError,
     IdentityInvalid,
     TransientError,
+    clamp_retry_after,
 )
 from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
@@ -212,8 +214,9 @@ def _claim(job: _Job, state: GroupState, version: int, first: _Planned) -> tuple
     if blocked[0].pushed >= version:
         log.info("outbound.stale", extra=job.extra())
         return None
+    # Another push holds the lease: come back when it ends, rather than fail towards the poison queue.
     delay = blocked[0].lease_until - now
-    job.svc.send(plan.QUEUE, plan.message(job.msg.kind, link, version), delay=max(1.0, delay + 1.0))
+    job.svc.send(plan.QUEUE, plan.message(job.msg.kind, link, version), delay=clamp_retry_after(delay + 1.0))
     log.info("outbound.lease_held", extra={**job.extra(), "delay": round(delay, 1)})
     return None
 
@@ -350,17 +353,24 @@ def _finish(job: _Job, state: GroupState, token: str | None, outcome: _Outcome |
 
     `token` is the lease held (None: a result reached without writing to Azure DevOps, no lease)."""
     pushed_version = state.group.version
+    newer: list[Link] = []
 
     def decide(current: GroupState | None) -> GroupChange:
+        newer.clear()
         if current is None:
             return GroupChange()
         push = current.pushes.get(job.push_key) or Push(*job.push_key)
         if token is not None and push.lease != token:
             return GroupChange()  # our lease expired and another push took over
+        link = current.links.get((job.msg.integration_id, job.msg.key))
+        group = current.group
+        source = group.status_source if job.msg.kind == "status" else group.assignment_source
+        if outcome is not None and link is not None and group.version > pushed_version \
+                and source != job.msg.integration_id:
+            newer.append(link)
         released = replace(push, lease=None, lease_until=0.0, planned=None) if token is not None else push
         done = replace(released, pushed=max(push.pushed, pushed_version) if outcome is not None else push.pushed)
         change = GroupChange(pushes=[done] if done != push else [])
-        link = current.links.get((job.msg.integration_id, job.msg.key))
         if outcome is not None:
             change.activity += [outcome.activity] if outcome.activity else []
             if outcome.failure and outcome.activity:
@@ -377,4 +387,12 @@ def _finish(job: _Job, state: GroupState, token: str | None, outcome: _Outcome |
         return change
 
     # `state` is the claimed group: the mark and the reads after a conflict replaced its ETags since.
-    flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide, known=job.latest or state)
+    after = flow_events.change_group(job.svc, job.msg.organization_id, job.msg.group_id, decide,
+                                     known=job.latest or state)
+    if newer and after is not None:
+        # The group changed while this push held the lease (that change's message waits for the lease's
+        # end): push it now rather than minutes later; the delayed message then finds nothing to do.
+        try:
+            job.svc.send(plan.QUEUE, plan.message(job.msg.kind, newer[0], after.group.version))
+        except TransientError:
+            log.warning("outbound.follow_up_not_sent", extra=job.extra())

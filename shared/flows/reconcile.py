@@ -2,8 +2,9 @@
 
 Azure DevOps drops events while a hook is on probation or disabled, and while the bundle is down
 (https://learn.microsoft.com/azure/devops/service-hooks/troubleshoot). After every subscription
-check (and on `POST .../reconcile`), the linked work items changed since the integration's
-watermark are found with one WIQL query per 200 ids
+check (and on `POST .../reconcile`, which queues one), the linked work items changed since the
+integration's watermark (Azure DevOps' `asOf` time of the previous pass, less a margin) are found
+with one WIQL query per 200 ids
 (https://learn.microsoft.com/rest/api/azure/devops/wit/wiql/query-by-wiql) and read in batches;
 each one is applied to its groups through the webhook's revision guard, so an event that arrives
 later, or twice, changes nothing. A field is applied only when its value differs from the one the
@@ -36,8 +37,8 @@ FIELDS = ["System.Id", "System.Rev", "System.State", "System.AssignedTo", "Syste
 
 @dataclass(frozen=True)
 class Result:
-    checked: int
-    repaired: int
+    checked: int  # work items read (changed since the watermark)
+    repaired: int  # links brought back in sync: a change applied, or a push queued again
 
 
 def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink]) -> Result:
@@ -51,11 +52,16 @@ def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink])
     changed_ids: list[int] = []
     ids = sorted(int(key) for key in targets)
     since = _wiql_time(integration.last_reconciled - SKEW) if integration.last_reconciled else None
+    as_of: float | None = None
     for start in range(0, len(ids), IDS_PER_QUERY):
         chunk = ", ".join(str(i) for i in ids[start:start + IDS_PER_QUERY])
         where = f"[System.Id] IN ({chunk})" + (f" AND [System.ChangedDate] > '{since}'" if since else "")
-        changed_ids += client.query_ids(f"SELECT [System.Id] FROM WorkItems WHERE {where}")
-    repaired = 0
+        found, answered = client.query_ids_as_of(f"SELECT [System.Id] FROM WorkItems WHERE {where}")
+        changed_ids += found
+        as_of = answered if as_of is None else as_of
+    # The watermark is Azure DevOps' own time of the first query: the host's clock never matters.
+    started = as_of if as_of is not None else started
+    fixed: set[tuple[str, str, str]] = set()  # the links (org, group, work item) this pass repaired
     for item in client.get_work_items(changed_ids, FIELDS):
         key = str(item.get("id"))
         rev = item.get("rev")
@@ -64,10 +70,12 @@ def reconcile(svc: Services, integration: Integration, org_links: list[OrgLink])
             state = svc.store.groups.read(org_id, group_id)
             if state is not None and _apply(svc, integration, active[org_id], state, key,
                                             rev if isinstance(rev, int) else 0, state_value, assignee_value):
-                repaired += 1
+                fixed.add((org_id, group_id, key))
     for key, groups in targets.items():
         for org_id, group_id in groups:
-            repaired += _push_missed(svc, active[org_id], org_id, group_id, key)
+            if _push_missed(svc, active[org_id], org_id, group_id, key):
+                fixed.add((org_id, group_id, key))
+    repaired = len(fixed)
     # Comments have no service-hook event for edits and deletes: their scan lists each work item's comments.
     repaired += comments_inbound.reconcile(svc, integration, list(active.values()), targets)
     svc.store.integrations.update(integration.account_id,

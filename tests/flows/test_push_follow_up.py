@@ -1,0 +1,47 @@
+"""A tracker change made while a push of the same link holds the lease reaches Azure DevOps when that
+push ends, not only when its delayed message comes back (sandbox ADO + Azurite)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from test_outbound import Intercepted, Setup, ado  # noqa: F401  (the `ado` fixture)
+
+from shared.core import outbound
+
+
+def test_a_change_during_a_push_is_pushed_when_the_lease_ends(ado: Setup) -> None:  # noqa: F811
+    ado.link_through_the_api()
+    (first,) = ado.change(status="resolved")
+    during: list[dict[str, Any]] = []
+
+    def change_meanwhile(real: Any, *args: Any) -> Any:
+        written = real(*args)
+        if not during:  # the tracker unresolves while the first push is in flight
+            during.extend(ado.change(status="unresolved"))
+            ado.sync(during[0])  # meets the lease: sent again for when it ends
+        return written
+
+    ado.sync(first, replace(ado.svc, ado=Intercepted(ado.svc.ado, update_work_item=change_meanwhile)))
+
+    queued = ado.resent()
+    (delayed, delay), (follow_up, now) = queued
+    assert delay is not None and delay > 60, "the message that met the lease waits for its end"
+    assert now is None and follow_up["version"] == ado.state().group.version, "the follow-up goes at once"
+    ado.sync(follow_up)
+    assert ado.work_item()["System.State"] == "Active"
+    ado.svc.send.sent.clear()  # type: ignore[attr-defined]
+    ado.sandbox.reset_calls()
+    ado.sync(delayed)  # comes back after the lease: nothing left to do
+    assert ado.patches() == [] and ado.resent() == []
+
+
+def test_no_follow_up_when_nothing_changed_during_the_push(ado: Setup) -> None:  # noqa: F811
+    ado.link_through_the_api()
+    (message,) = ado.change(status="resolved")
+
+    ado.sync(message)
+
+    assert ado.resent() == []
+    assert [m for q, m, _ in ado.svc.send.sent if q == outbound.QUEUE] == []  # type: ignore[attr-defined]
