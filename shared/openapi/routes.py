@@ -67,6 +67,11 @@ OPERATIONS: tuple[Op, ...] = (
                    "queues the migration of legacy repositories. Re-installs after an uninstall."),
     Op("GET", "manage/integrations/{account_id}", "The integration (never secrets or tokens)", "Integration",
        errors=(404,)),
+    Op("POST", "manage/integrations/{account_id}/reconcile", "Reconcile now (queued; answers 202)", "Reconcile",
+       errors=(404,), body_required=False,
+       description="Queues a subscription check, which also reads the linked work items changed since the "
+                   "last pass, applies what the service hook never delivered and pushes what never reached "
+                   "Azure DevOps. `last_reconciled` and `repaired` in the integration view show the result."),
     Op("POST", "manage/integrations/{account_id}/rotate-secret", "Rotate the service hook's secret", "Integration",
        errors=(*ADO, 404),
        description="A new hook with a new secret; the old secret stays accepted for a short overlap and the "

@@ -85,6 +85,11 @@ SCHEMAS: dict[str, Schema] = {
                              "last_checked": TIME, "last_delivery": TIME}),
         "organizations": array(ref("OrgLink")),
         "problem": {"type": ["string", "null"]},
+    }, {
+        "deployment": {"enum": ["services", "server", None]},
+        "comment_subscription": obj({"id": {"type": ["string", "null"]}, "status": {"type": ["string", "null"]}}),
+        "last_reconciled": TIME,
+        "repaired": {"type": "integer", "description": "links the last reconciliation brought back in sync"},
     }),
     "Uninstalled": {"allOf": [ref("Integration"), obj({"uninstall": obj({
         "service_hooks_deleted": array(TEXT),
@@ -146,6 +151,7 @@ SCHEMAS: dict[str, Schema] = {
                                 {"tracker_webhook_secret": {"type": ["string", "null"]}}),
     "TrackerConfig": obj({"organization_id": TEXT, "tracker_webhook_url": {"type": ["string", "null"]},
                           "tracker_webhook_secret_set": BOOL}, {"delivery": TEXT, "endpoint_gone": BOOL}),
+    "Reconcile": obj({"account_id": TEXT, "queued": {"type": "object"}}),
     "SearchChoice": obj({"label": TEXT, "value": TEXT}),
     "SearchChoices": array(ref("SearchChoice")),
     "UserRequest": obj({}, {"emails": array({"type": "string", "maxLength": 320, "pattern": "@"}, maxItems=40),
