@@ -319,13 +319,17 @@ def _observe_conflict(job: _Job, state: GroupState) -> tuple[GroupState, int]:
         found = current.links.get((job.msg.integration_id, job.msg.key)) if current else None
         if found is None:
             return GroupChange()
-        if job.msg.kind == "status":
-            ahead = found.state_rev < rev
+        original = found
+        if max(found.state_rev, found.assignee_rev) > rev > 0:
+            # The link knows a revision the work item never reached (a delivery that was not Azure
+            # DevOps'): the item just read is the authority, or every conditional write meets 412.
+            found = replace(found, state_rev=rev, state_value=state_value, assignee_rev=rev,
+                            assignee_value=assignee_value)
+        if job.msg.kind == "status" and found.state_rev < rev:
             found = replace(found, state_rev=rev, state_value=state_value)
-        else:
-            ahead = found.assignee_rev < rev
+        elif job.msg.kind != "status" and found.assignee_rev < rev:
             found = replace(found, assignee_rev=rev, assignee_value=assignee_value)
-        return GroupChange(links=[found]) if ahead else GroupChange()
+        return GroupChange(links=[found]) if found != original else GroupChange()
 
     fresh = job.svc.store.groups.change(job.msg.organization_id, job.msg.group_id, advance)
     if fresh is None or (job.msg.integration_id, job.msg.key) not in fresh.links:

@@ -1,5 +1,6 @@
-"""A tracker change made while a push of the same link holds the lease reaches Azure DevOps when that
-push ends, not only when its delayed message comes back (sandbox ADO + Azurite)."""
+"""Pushes that must not stall (sandbox ADO + Azurite): a tracker change made while a push of the same
+link holds the lease reaches Azure DevOps when that push ends, not only when its delayed message
+comes back; a link knowing a revision the work item never reached does not make every write 412."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def test_no_follow_up_when_nothing_changed_during_the_push(ado: Setup) -> None: 
 
     assert ado.resent() == []
     assert [m for q, m, _ in ado.svc.send.sent if q == outbound.QUEUE] == []  # type: ignore[attr-defined]
+
+
+def test_a_revision_the_work_item_never_reached_does_not_block_pushes(ado: Setup) -> None:  # noqa: F811
+    from shared.core.models import GroupChange
+
+    link = ado.link_through_the_api()
+    bogus = replace(link, state_rev=link.state_rev + 5, state_value="Closed")  # from a delivery ADO never sent
+    ado.svc.store.groups.change(ado.org_id, ado.group_id, lambda s: GroupChange(links=[bogus]))
+    (message,) = ado.change(status="resolved")
+
+    ado.sync(message)  # 412 on the bogus revision; the work item read resets the link, then the write lands
+
+    assert ado.work_item()["System.State"] == "Resolved"
+    assert ado.state().links[(ado.account_id, ado.key)].state_rev == ado.rev()
