@@ -21,6 +21,7 @@ from devhost.host import Host
 from shared import compose, config
 from shared.adapters import storage
 from shared.compose import Services
+from shared.core.models import Integration
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "ado-webhooks"
@@ -245,3 +246,27 @@ def bundle(azurite: azurite_process.Azurite, sandbox_ado: object) -> Iterator[Bu
     host.start()
     yield Bundle(host.url)
     host.stop()
+
+
+class Intercepted:
+    """An ADO connector whose clients pass chosen calls through `hooks[name](real_method, *args)`."""
+
+    def __init__(self, connector: Callable[[Integration], Any], **hooks: Callable[..., Any]) -> None:
+        self._connector = connector
+        self._hooks = hooks
+
+    def __call__(self, integration: Integration) -> Any:
+        return _InterceptedClient(self._connector(integration), self._hooks)
+
+
+class _InterceptedClient:
+    def __init__(self, real: Any, hooks: dict[str, Callable[..., Any]]) -> None:
+        self._real = real
+        self._hooks = hooks
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._real, name)
+        hook = self._hooks.get(name)
+        if hook is None:
+            return method
+        return lambda *args, **kwargs: hook(method, *args, **kwargs)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from conftest import load_fixture
+from conftest import Intercepted, load_fixture
 
 from shared.compose import Services
 from shared.core import outbound, sync
@@ -145,30 +145,6 @@ def ado(recording_svc: Services, sandbox_ado: Any, uid: str) -> Setup:
     svc.store.groups.add_link(Link(org_id=uid, group_id="g1", account_id=account_id, key=key, project_id=project_id,
                                    work_item_type="Bug"))
     return Setup(svc, sandbox_ado, org, account_id, project_id, uid, "g1", key)
-
-
-class Intercepted:
-    """An ADO connector whose clients pass chosen calls through `hooks[name](real_method, *args)`."""
-
-    def __init__(self, connector: Callable[[Integration], Any], **hooks: Callable[..., Any]) -> None:
-        self._connector = connector
-        self._hooks = hooks
-
-    def __call__(self, integration: Integration) -> Any:
-        return _InterceptedClient(self._connector(integration), self._hooks)
-
-
-class _InterceptedClient:
-    def __init__(self, real: Any, hooks: dict[str, Callable[..., Any]]) -> None:
-        self._real = real
-        self._hooks = hooks
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._real, name)
-        hook = self._hooks.get(name)
-        if hook is None:
-            return method
-        return lambda *args, **kwargs: hook(method, *args, **kwargs)
 
 
 class Clock:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from test_outbound import Intercepted, Setup, ado  # noqa: F401  (the `ado` fixture)
+from conftest import Intercepted
+from test_outbound import Setup, ado  # noqa: F401  (the `ado` fixture)
 
 from shared.core import outbound
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from conftest import Intercepted
 
 from shared.adapters.groups import GroupStore
 from shared.adapters.http import error_reply
@@ -105,30 +106,6 @@ class LinkingFails(GroupStore):
 
 def linking_fails(svc: Services) -> Services:
     return replace(svc, store=replace(svc.store, groups=LinkingFails(svc.store.integrations, svc.clock)))
-
-
-class Intercepted:
-    """An ADO connector whose clients pass chosen calls through `hooks[name](real_method, *args)`."""
-
-    def __init__(self, connector: Callable[[Integration], Any], **hooks: Callable[..., Any]) -> None:
-        self._connector = connector
-        self._hooks = hooks
-
-    def __call__(self, integration: Integration) -> Any:
-        return _InterceptedClient(self._connector(integration), self._hooks)
-
-
-class _InterceptedClient:
-    def __init__(self, real: Any, hooks: dict[str, Callable[..., Any]]) -> None:
-        self._real = real
-        self._hooks = hooks
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._real, name)
-        hook = self._hooks.get(name)
-        if hook is None:
-            return method
-        return lambda *args, **kwargs: hook(method, *args, **kwargs)
 
 
 # --- create --------------------------------------------------------------------------------------
