@@ -27,13 +27,12 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.adapters.ado_client import AdoClient
 from shared.adapters.ado_endpoints import is_server
-from shared.adapters.cache import CacheStore
 from shared.compose import Services
 from shared.core import commentsync, events, sync
 from shared.core import outbound as plan
@@ -49,45 +48,16 @@ from shared.core.errors import (
 from shared.core.events import FailureReason
 from shared.core.models import Activity, GroupChange, GroupState, Integration, Link, OrgLink, Push
 from shared.core.workitems import field_values
-from shared.flows import comments, server_users
+from shared.flows import ado_users, comments, server_users
 from shared.flows import events as flow_events
 from shared.flows.inbound import apply_observation
 
 log = logging.getLogger(__name__)
 
 LEASE = 180.0
-USER_TTL = 3600.0
-NO_USER_TTL = 300.0
 MAX_REPLANS = 3
 NO_ADO_USER = "No matching Azure DevOps user found."
 Client = Callable[[], AdoClient]
-
-
-def find_ado_user(client: Client, cache: CacheStore, account_id: str, emails: Iterable[str]) -> dict[str, Any] | None:
-    """The ADO user whose `mailAddress` is one of `emails` (case-insensitive), cached per e-mail.
-
-    Reads graph users page by page and stops at the first match; an e-mail nobody has is cached as
-    such for a few minutes, so a repeated miss does not page through the organization again.
-    """
-    wanted = sorted({e.strip().lower() for e in emails if e and e.strip()})
-    unknown: list[str] = []
-    for email in wanted:
-        cached = cache.get(account_id, f"graph_user|{email}")
-        if cached is None:
-            unknown.append(email)
-        elif isinstance(cached, dict) and cached.get("found"):
-            return dict(cached["user"])
-    if not unknown:
-        return None
-    for user in client().iter_graph_users():
-        mail = str(user.get("mailAddress") or "").lower()
-        if mail and mail in unknown:
-            found = {"mailAddress": user.get("mailAddress"), "principalName": user.get("principalName"),
-                     "displayName": user.get("displayName")}
-            cache.put(account_id, f"graph_user|{mail}", {"found": True, "user": found}, ttl=USER_TTL)
-            return found
-    cache.put_many(account_id, {f"graph_user|{e}": {"found": False} for e in unknown}, ttl=NO_USER_TTL)
-    return None
 
 
 # --- the queue handler --------------------------------------------------------------------------
@@ -270,7 +240,7 @@ def _plan(job: _Job, state: GroupState, link: Link) -> plan.Plan:
     if group.assignee is not None:
         user = job.svc.store.users.get(group.org_id, group.assignee)
         # Azure DevOps Server has no graph: its identities API gives the domain account to write.
-        find = server_users.find_user if is_server(job.integration) else find_ado_user
+        find = server_users.find_user if is_server(job.integration) else ado_users.find_ado_user
         ado_user = find(job.client, job.svc.store.cache, job.msg.integration_id, user.emails if user else [])
         if ado_user is None:
             return plan.Plan(None, None, {"reason": NO_ADO_USER, "assignee": group.assignee})

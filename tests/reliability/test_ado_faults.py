@@ -93,7 +93,7 @@ def test_outbound_syncs_and_checks_survive_ado_faults(sandbox_ado: Any, uid: str
             wait_for(lambda: all((svc.store.integrations.get(o.account).last_checked or 0) >= started  # type: ignore[union-attr]
                                  for o in orgs), timeout=120, what="every subscription check")
             wait_for(lambda: queue_count("sync-outbound") == 0 and queue_count("subscription-check") == 0,
-                     timeout=60, what="the queues to drain")
+                     timeout=180, what="the queues to drain")  # each check also reconciles
         finally:
             sandbox.clear_faults()
         sandbox.wait_idle(30)
